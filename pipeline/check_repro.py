@@ -1,0 +1,114 @@
+"""Check that our seed-protocol numbers match the seed project's published table.
+
+Reads artifacts/metrics.json, written by the evaluate stage, of this shape:
+
+    {"models": {"autoint": {"seed_protocol": {"ndcg@10": .., "hit_rate@10": .., "users": ..},
+                            "rated": {"auc": .., "logloss": .., "ndcg@10": .., "users": ..},
+                            "full_catalog": {"recall@10": .., "ndcg@10": .., "hr@10": .., "users": ..}},
+                "autoint_mlp": {...}},
+     "baselines": {"random": {...same protocols...}, "most_popular": {...}, "positive_rate": {...}}}
+
+Every model and metric of SEED_TABLE must be present under models.<model>.seed_protocol, be a
+finite number, and lie within REPRO_TOLERANCE of the published value (boundary inclusive).
+
+    python -m pipeline.check_repro [--metrics PATH]   # exit 0 pass, 1 mismatch, 2 unreadable file
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import typer
+
+from pipeline.config import ARTIFACTS_DIR, REPRO_TOLERANCE, SEED_TABLE
+
+PROTOCOL = "seed_protocol"
+# |diff| is rounded before comparing so that a value exactly at the tolerance passes despite
+# binary floating point (0.66701 - 0.66201 > 0.005 in floats).
+DIFF_DECIMALS = 10
+
+
+def compare(metrics: dict, seed_table: dict = SEED_TABLE, tolerance: float = REPRO_TOLERANCE) -> list[dict]:
+    """One row per (model, metric) of `seed_table`: model, metric, ours, seed, diff, ok, problem.
+
+    ours/diff are None when the value is missing or not a finite number; problem is None when
+    ok is True, else a one-line description of the failure.
+    """
+    models = metrics.get("models") if isinstance(metrics, dict) else None
+    rows = []
+    for model, published in seed_table.items():
+        for metric, seed in published.items():
+            row = {"model": model, "metric": metric, "ours": None, "seed": seed, "diff": None,
+                   "ok": False, "problem": None}
+            protocol = models.get(model) if isinstance(models, dict) else None
+            protocol = protocol.get(PROTOCOL) if isinstance(protocol, dict) else protocol
+            value = protocol.get(metric) if isinstance(protocol, dict) else None
+            if not isinstance(models, dict) or model not in models:
+                row["problem"] = f"{model}: model missing from metrics"
+            elif not isinstance(protocol, dict):
+                row["problem"] = f"{model}: {PROTOCOL} missing"
+            elif metric not in protocol:
+                row["problem"] = f"{model} {PROTOCOL} {metric}: metric missing"
+            elif not _is_number(value):
+                row["problem"] = f"{model} {PROTOCOL} {metric}: not a number ({value!r})"
+            else:
+                row["ours"], row["diff"] = float(value), float(value) - seed
+                row["ok"] = round(abs(row["diff"]), DIFF_DECIMALS) <= tolerance
+                if not row["ok"]:
+                    row["problem"] = (
+                        f"{model} {PROTOCOL} {metric}: ours {value:.5f} vs seed {seed:.5f}, "
+                        f"|diff| {abs(row['diff']):.5f} > tolerance {tolerance}"
+                    )
+            rows.append(row)
+    return rows
+
+
+def check(metrics: dict, seed_table: dict = SEED_TABLE, tolerance: float = REPRO_TOLERANCE) -> list[str]:
+    """Failures of `metrics` against `seed_table` (see `compare`); an empty list means pass."""
+    return [row["problem"] for row in compare(metrics, seed_table, tolerance) if not row["ok"]]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _cell(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.5f}" if signed else f"{value:.5f}"
+
+
+def check_repro_command(
+    metrics_path: Path = typer.Option(ARTIFACTS_DIR / "metrics.json", "--metrics", help="metrics.json to check"),
+) -> None:
+    """Compare seed-protocol NDCG@10 / hit_rate@10 with the seed's published table."""
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except FileNotFoundError:
+        typer.echo(f"error: {metrics_path} not found; run the evaluate stage first", err=True)
+        raise typer.Exit(2)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        typer.echo(f"error: cannot read {metrics_path} as JSON: {error}", err=True)
+        raise typer.Exit(2)
+    if not isinstance(metrics, dict):
+        typer.echo(f"error: {metrics_path} is not a JSON object", err=True)
+        raise typer.Exit(2)
+
+    rows = compare(metrics)
+    typer.echo(f"{'model':<12} {'metric':<12} {'ours':>8} {'seed':>8} {'diff':>9}  ok")
+    for row in rows:
+        typer.echo(
+            f"{row['model']:<12} {row['metric']:<12} {_cell(row['ours']):>8} {_cell(row['seed']):>8} "
+            f"{_cell(row['diff'], signed=True):>9}  {'yes' if row['ok'] else 'NO'}"
+        )
+    failures = [row["problem"] for row in rows if not row["ok"]]
+    for failure in failures:
+        typer.echo(failure, err=True)
+    if failures:
+        raise typer.Exit(1)
+    typer.echo(f"reproduction within tolerance {REPRO_TOLERANCE}")
+
+
+if __name__ == "__main__":
+    typer.run(check_repro_command)

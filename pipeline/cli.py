@@ -1,0 +1,14 @@
+"""The typer app that gathers the stage commands: `python -m pipeline --help`."""
+import typer
+
+from pipeline import config  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
+from pipeline import check_repro, download, evaluate, preprocess, train, tune
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="MovieLens 1M recommender pipeline: download → preprocess → train → evaluate → recommend.")
+app.command("download")(download.download_command)
+app.command("preprocess")(preprocess.preprocess_command)
+app.command("train")(train.train_command)
+app.command("evaluate")(evaluate.evaluate_command)
+app.command("check-repro")(check_repro.check_repro_command)
+app.command("tune")(tune.tune_command)

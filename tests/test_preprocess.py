@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+from typer.testing import CliRunner
+
+from pipeline import config, preprocess
+from pipeline.cli import app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def raw(raw_dir):
+    return preprocess.read_raw(raw_dir)
+
+
+@pytest.fixture(scope="module")
+def processed(raw):
+    return preprocess.preprocess(*raw)
+
+
+def test_read_raw_keeps_titles_with_colons_and_latin1(tmp_path):
+    (tmp_path / "movies.dat").write_bytes("7::Star Wars: Episode IV - A New Hope (1977)::Action|Sci-Fi\n"
+                                          "8::Amélie (2001)::Comedy\n".encode("latin-1"))
+    movies = preprocess.read_movies(tmp_path / "movies.dat")
+    assert movies["title"].tolist() == ["Star Wars: Episode IV - A New Hope (1977)", "Amélie (2001)"]
+
+
+def test_features_follow_the_seed_schema(raw):
+    ratings, movies, users = raw
+    features = preprocess.build_features(ratings, movies, users)
+    assert list(features.columns[:14]) == list(config.FIELDS)
+    assert len(features) == len(ratings)
+    row = features.iloc[0]
+    movie = movies.set_index("movie_id").loc[row["movie_id"]]
+    year = int(movie["title"][-5:-1])
+    assert (row["movie_year"], row["movie_decade"]) == (year, year // 10 * 10)
+    genres = movie["genres"].split("|") + [config.GENRE_PLACEHOLDER] * 3
+    assert [row["genre1"], row["genre2"], row["genre3"]] == genres[:3]
+    when = pd.Timestamp(ratings["timestamp"].iloc[0], unit="s", tz="UTC")
+    assert (row["rating_year"], row["rating_month"], row["rating_decade"]) == (when.year, when.month, when.year // 10 * 10)
+
+
+def test_label_is_rating_four_or_more_and_three_is_negative(raw):
+    features = preprocess.build_features(*raw)
+    assert set(features.loc[features["rating"] >= 4, "label"]) == {1}
+    assert set(features.loc[features["rating"] <= 3, "label"]) == {0}
+    assert (features["rating"] == 3).any()
+
+
+def test_genre_placeholder_for_movies_with_few_genres():
+    movies = pd.DataFrame({"movie_id": [1, 2], "title": ["A (1999)", "B (2000)"], "genres": ["Drama", "Comedy|War"]})
+    out = preprocess.movie_features(movies)
+    assert out["genre2"].tolist() == ["(none)", "War"]
+    assert out["genre3"].tolist() == ["(none)", "(none)"]
+
+
+def test_encoders_round_trip_through_json(processed, tmp_path):
+    encoders = processed.encoders
+    encoders.save(tmp_path / "encoders.json")
+    loaded = preprocess.Encoders.load(tmp_path / "encoders.json")
+    assert loaded == encoders
+    for field in config.FIELDS:
+        codes = processed.train[field].to_numpy()
+        raw_values = loaded.decode(field, codes)
+        assert (loaded.encode(field, raw_values) == codes).all()
+    assert json.loads((tmp_path / "encoders.json").read_text())["fields"] == list(config.FIELDS)
+
+
+def test_unknown_values_are_rejected_not_refitted(processed):
+    with pytest.raises(preprocess.UnknownValueError, match="user_id"):
+        processed.encoders.encode("user_id", [1, 999_999])
+    assert not processed.encoders.knows("rating_year", 1999)
+    assert processed.encoders.knows("rating_year", processed.encoders.classes["rating_year"][0])
+
+
+def test_codes_are_dense_and_dims_count_distinct_values(raw, processed):
+    features = preprocess.build_features(*raw)
+    dims = processed.encoders.dims()
+    for field in config.FIELDS:
+        assert dims[field] == features[field].nunique()
+        both = pd.concat([processed.train[field], processed.test[field]])
+        assert both.min() == 0 and both.max() == dims[field] - 1
+
+
+def test_split_is_sklearns_80_20_with_seed_42(raw, processed):
+    features = preprocess.build_features(*raw)
+    _, expected_test = train_test_split(features, test_size=0.2, random_state=42)
+    assert len(processed.test) == len(expected_test)
+    assert len(processed.train) + len(processed.test) == len(features)
+    decoded = processed.encoders.decode("user_id", processed.test["user_id"]).astype(int)
+    assert (decoded == expected_test["user_id"].to_numpy()).all()
+    assert (processed.test["timestamp"].to_numpy() == expected_test["timestamp"].to_numpy()).all()
+
+
+def test_catalogue_and_users_tables(processed):
+    assert sorted(processed.movies["movie_id"]) == list(range(processed.encoders.dims()["movie_id"]))
+    assert list(processed.movies.columns) == [*config.MOVIE_FIELDS, "title", "genres"]
+    assert sorted(processed.users["user_id"]) == list(range(processed.encoders.dims()["user_id"]))
+
+
+def test_command_writes_tables_and_prints_summary(raw_dir, tmp_path):
+    result = CliRunner().invoke(app, ["preprocess", "--raw-dir", str(raw_dir), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "field dims: [" in result.output and "positives" in result.output
+    for name in ("train.parquet", "test.parquet", "movies.parquet", "users.parquet", "encoders.json"):
+        assert (tmp_path / name).is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_command_without_raw_files_is_one_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["preprocess", "--raw-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "make download" in result.output
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,28 @@
+import json
+import re
+from pathlib import Path
+
+from pipeline import config
+
+
+def test_small_run_writes_every_artifact(small_run):
+    artifacts = small_run / "artifacts"
+    results = json.loads((artifacts / "metrics.json").read_text())
+    assert set(results["models"]) == {*config.SEED_MODELS, *config.RANKING_MODELS}
+    assert set(results["temporal"]["models"]) == {"autoint_ranking"}
+    assert set(results["baselines"]) == {"random", "most_popular", "positive_rate"}
+    for name in ("autoint", "autoint_mlp", "autoint_ranking", "most_popular"):
+        assert (artifacts / "predictions" / f"{name}.parquet").is_file()
+        assert (artifacts / "top10" / f"{name}.parquet").is_file()
+    assert (artifacts / "top10" / "temporal" / "autoint_ranking.parquet").is_file()
+    for name in ("report.md", "loss_curves.png", "metrics.png"):
+        assert (artifacts / name).stat().st_size > 0
+    report = (artifacts / "report.md").read_text()
+    assert "## Temporal split" in report and "## Targets" in report
+
+
+def test_makefile_trains_the_models_config_evaluates():
+    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
+    listed = {split: tuple(re.search(rf"^{split.upper()}_MODELS\s*:=\s*(.*)$", makefile, re.M).group(1).split())
+              for split in config.SPLITS}
+    assert listed == config.EVALUATED_MODELS

@@ -1,0 +1,118 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline import config, preprocess, train
+from pipeline.scoring import ModelScorer, score_rows
+
+
+@pytest.fixture(scope="module")
+def processed(raw_dir):
+    return preprocess.preprocess(*preprocess.read_raw(raw_dir))
+
+
+def small(name, **changes):
+    return dataclasses.replace(config.MODEL_DEFAULTS[name], **{"epochs": 1, "batch_size": 1024, **changes})
+
+
+def test_defaults_are_the_seeds():
+    autoint, mlp = config.MODEL_DEFAULTS["autoint"], config.MODEL_DEFAULTS["autoint_mlp"]
+    assert autoint.dnn_hidden_units == () and mlp.dnn_hidden_units == (32, 32)
+    for cfg in (autoint, mlp):
+        assert (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.embedding_dim) == (5, 2048, 1e-4, 16)
+        assert (cfg.att_layer_num, cfg.att_head_num, cfg.att_res, cfg.validation_split) == (3, 2, True, 0.1)
+    assert mlp.dnn_dropout == 0.4
+
+
+@pytest.mark.parametrize("name", config.MODEL_NAMES)
+def test_model_builds_trains_saves_and_reloads_with_identical_predictions(processed, tmp_path, name):
+    model, history = train.train_model(processed.train, processed.encoders.dims(), small(name), verbose=0)
+    assert [layer.name for layer in model.inputs] == list(config.FIELDS)
+    has_dnn = any("dnn" in layer.name for layer in model.layers)
+    assert has_dnn == (name == "autoint_mlp")
+    assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["val_loss"])
+    path = train.save_model(model, history, tmp_path, name)
+    reloaded = train.load_model(path)
+    before = model.predict(train.model_inputs(processed.test), verbose=0)[:, 0]
+    after = score_rows(ModelScorer(reloaded), processed.test)
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    assert ((after > 0) & (after < 1)).all()
+    assert (tmp_path / f"{name}.history.json").is_file()
+
+
+def test_same_seed_gives_the_same_model(processed):
+    runs = [train.train_model(processed.train, processed.encoders.dims(), small("autoint"), verbose=0)[1]
+            for _ in range(2)]
+    assert runs[0]["epochs"][0]["val_loss"] == pytest.approx(runs[1]["epochs"][0]["val_loss"], abs=1e-6)
+
+
+def test_training_lowers_the_loss(processed):
+    _, history = train.train_model(processed.train, processed.encoders.dims(),
+                                   small("autoint", epochs=3, learning_rate=1e-2), verbose=0)
+    losses = [epoch["loss"] for epoch in history["epochs"]]
+    assert losses[-1] < losses[0]
+
+
+def test_parse_units():
+    assert train.parse_units("32,32") == (32, 32)
+    assert train.parse_units("(64, 16)") == (64, 16)
+    assert train.parse_units("") == ()
+    assert train.parse_units(None) is None
+
+
+def test_command_overrides_reach_the_model(raw_dir, tmp_path):
+    from pipeline.cli import app
+
+    processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    preprocess.save_processed(processed, tmp_path / "processed")
+    result = CliRunner().invoke(app, [
+        "train", "--model", "autoint_mlp", "--epochs", "2", "--lr", "0.003", "--dnn-hidden-units", "8",
+        "--processed-dir", str(tmp_path / "processed"), "--models-dir", str(tmp_path / "models")])
+    assert result.exit_code == 0, result.output
+    history = (tmp_path / "models" / "autoint_mlp.history.json").read_text()
+    assert '"learning_rate": 0.003' in history and '"dnn_hidden_units": [\n      8\n    ]' in history
+    assert "val_loss" in result.output and "    2  " in result.output
+
+
+def test_command_rejects_unknown_model_and_missing_data(tmp_path):
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--model", "deepfm", "--processed-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown model" in result.output
+    result = CliRunner().invoke(app, ["train", "--processed-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "make preprocess" in result.output
+
+
+def test_sampled_negatives_are_unrated_movies_with_the_real_ratings_context(processed):
+    from pipeline.train import sample_unrated, training_rows
+
+    train = processed.train
+    sampled = sample_unrated(train, processed.movies, 3, "uniform", seed=0)
+    assert len(sampled) == 3 * len(train)
+    assert (sampled["label"] == 0).all()
+    rated = set(zip(train["user_id"], train["movie_id"]))
+    assert not any(pair in rated for pair in zip(sampled["user_id"], sampled["movie_id"]))
+    source = train.iloc[np.repeat(np.arange(len(train)), 3)].reset_index(drop=True)
+    for field in (*config.USER_FIELDS, *config.CONTEXT_FIELDS):
+        assert (sampled[field].to_numpy() == source[field].to_numpy()).all()
+    catalogue = processed.movies.set_index("movie_id")
+    for field in config.MOVIE_FIELDS[1:]:
+        assert (catalogue.loc[sampled["movie_id"], field].to_numpy() == sampled[field].to_numpy()).all()
+    rows = training_rows(train, config.MODEL_DEFAULTS["autoint_ranking"], processed.movies)
+    assert len(rows) == len(train) * (1 + config.MODEL_DEFAULTS["autoint_ranking"].negatives)
+    # Shuffled, so that Keras' validation tail holds real ratings too.
+    tail = rows.tail(len(rows) // 10)
+    assert (tail["rating"] > 0).mean() > 0.15
+
+
+def test_popularity_sampler_draws_popular_movies_more_often(processed):
+    from pipeline.train import sample_unrated
+
+    train = processed.train
+    counts = np.bincount(train["movie_id"], minlength=len(processed.movies))
+    uniform = sample_unrated(train, processed.movies, 2, "uniform", seed=0)
+    popular = sample_unrated(train, processed.movies, 2, "popularity", seed=0)
+    weight = lambda frame: counts[frame["movie_id"]].mean()  # noqa: E731
+    assert weight(popular) > 1.2 * weight(uniform)

@@ -25,6 +25,17 @@ def random_scores(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(n)
 
 
+def pair_random_scores(user_ids: np.ndarray, movie_ids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A score in [0, 1) for each (user, movie) pair from the splitmix64 hash of the pair and `seed`."""
+    with np.errstate(over="ignore"):
+        x = (np.asarray(user_ids, dtype=np.uint64) << np.uint64(32)) ^ np.asarray(movie_ids, dtype=np.uint64)
+        x = x + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def popularity(train: pd.DataFrame) -> pd.Series:
     """Number of positive (label = 1) training ratings of each movie in `train`, indexed by movie_id.
 
@@ -63,12 +74,13 @@ def score_pairs(table: pd.Series, movie_ids: np.ndarray, default: float) -> np.n
 def fit_baseline(name: str, train: pd.DataFrame, seed: int = 0) -> Scorer:
     """A scorer `(user_ids, movie_ids) -> scores` for baseline `name` fitted on `train`.
 
-    random: random_scores(len(movie_ids), seed), the same on every call with the same length.
+    random: pair_random_scores(user_ids, movie_ids, seed): a fixed pseudo-random score per (user, movie),
+        so it does not depend on how the pairs are batched.
     most_popular: popularity(train), 0 for movies without training ratings.
     positive_rate: positive_rate(train), the global rate for movies without training ratings.
     """
     if name == "random":
-        return lambda user_ids, movie_ids: random_scores(len(movie_ids), seed)
+        return lambda user_ids, movie_ids: pair_random_scores(user_ids, movie_ids, seed)
     if name == "most_popular":
         counts = popularity(train)
         return lambda user_ids, movie_ids: score_pairs(counts, movie_ids, 0.0)

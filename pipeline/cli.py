@@ -2,7 +2,7 @@
 import typer
 
 from pipeline import config  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
-from pipeline import check_repro, download, evaluate, preprocess, recommend, train, tune
+from pipeline import bench, check_repro, download, evaluate, preprocess, recommend, train, tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="MovieLens 1M recommender pipeline: download → preprocess → train → evaluate → recommend.")
@@ -14,3 +14,4 @@ app.command("check-repro")(check_repro.check_repro_command)
 app.command("tune")(tune.tune_command)
 app.command("recommend")(recommend.recommend_command)
 app.command("recommend-all")(recommend.recommend_all_command)
+app.command("bench")(bench.bench_command)

@@ -29,6 +29,7 @@ class ModelScorer:
         import tensorflow as tf
 
         self.batch_size = batch_size
+        self._model = model
         signature = {field: tf.TensorSpec([None, 1], tf.int32, name=field) for field in config.FIELDS}
 
         @tf.function(input_signature=[signature])

@@ -65,7 +65,8 @@ def recommend_view(rec: recommend.Recommender) -> None:
     st.subheader(f"Top {int(n)} movies not yet rated ({mode} mode)")
     for column, (name, top) in zip(st.columns(len(lists)), lists.items()):
         column.markdown(f"**{MODEL_LABELS[name]}**")
-        column.dataframe(top[["movie_id", "title", "genres", "score"]], hide_index=True)
+        # A plain table: every row is in the page, to read, copy and test.
+        column.table(top[["rank", "movie_id", "title", "genres", "score"]].set_index("rank"))
     st.subheader(f"Liked history: {len(history)} movies rated 4 or 5, newest first")
     st.dataframe(history[["title", "genres", "rating", "date"]], hide_index=True)
 

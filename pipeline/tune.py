@@ -91,6 +91,8 @@ def search_space() -> list[TrainConfig]:
         dataclasses.replace(ranker, negatives=3),
         dataclasses.replace(ranker, negatives=3, negative_sampler="popularity"),
         dataclasses.replace(ranker, negatives=3, embedding_dim=32),
+        dataclasses.replace(ranker, negatives=3, learning_rate=3e-3),
+        dataclasses.replace(ranker, negatives=6, epochs=3),
     ]
     return grid
 

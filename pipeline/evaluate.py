@@ -327,12 +327,15 @@ def evaluate_splits(data: Processed, models_dir: Path, evaluated=config.EVALUATE
 
 
 def evaluate_command(
+    seed_only: bool = typer.Option(False, "--seed-only", help="Only the seed models on the random split "
+                                   "(the reproduction CI checks; a fraction of the time)."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
-    artifacts_dir: Path = typer.Option(config.ARTIFACTS_DIR),
+    models_dir: Path = typer.Option(config.MODELS_DIR),
+    out_dir: Path = typer.Option(config.ARTIFACTS_DIR, help="Where metrics, report, plots and lists go."),
 ) -> None:
     """Evaluate the trained models of every split and the baselines; write metrics, report and plots."""
-    models_dir = artifacts_dir / "models"
-    missing = [f"{name} ({split})" for split, names in config.EVALUATED_MODELS.items() for name in names
+    evaluated = {"random": config.SEED_MODELS} if seed_only else config.EVALUATED_MODELS
+    missing = [f"{name} ({split})" for split, names in evaluated.items() for name in names
                if not config.model_path(name, split, models_dir).is_file()]
     try:
         data = load_processed(processed_dir)
@@ -342,15 +345,15 @@ def evaluate_command(
     if missing:
         typer.echo(f"error: model(s) not trained: {', '.join(missing)}; run `make train`", err=True)
         raise typer.Exit(2)
-    results, outputs = evaluate_splits(data, models_dir)
+    results, outputs = evaluate_splits(data, models_dir, evaluated)
     histories = {f"{name}" if split == "random" else f"{name} ({split})":
                  json.loads(config.model_path(name, split, models_dir).with_suffix(".history.json").read_text())
-                 for split, names in config.EVALUATED_MODELS.items() for name in names}
-    save_outputs(results, outputs, histories, artifacts_dir, data)
+                 for split, names in evaluated.items() for name in names}
+    save_outputs(results, outputs, histories, out_dir, data)
     typer.echo(seed_comparison_table(results))
-    for split in config.SPLITS:
+    for split in evaluated:
         typer.echo(f"\n{split} split\n" + metrics_table(results if split == "random" else results[split]))
-    typer.echo(f"\nwrote {artifacts_dir}/metrics.json, report.md, loss_curves.png, metrics.png, predictions/, top10/")
+    typer.echo(f"\nwrote {out_dir}/metrics.json, report.md, loss_curves.png, metrics.png, predictions/, top10/")
 
 
 if __name__ == "__main__":

@@ -26,3 +26,18 @@ def test_makefile_trains_the_models_config_evaluates():
     listed = {split: tuple(re.search(rf"^{split.upper()}_MODELS\s*:=\s*(.*)$", makefile, re.M).group(1).split())
               for split in config.SPLITS}
     assert listed == config.EVALUATED_MODELS
+
+
+def test_seed_only_evaluation_and_reproduction_check(small_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--seed-only", "--processed-dir", str(small_run / "data" / "processed"),
+                                      "--models-dir", str(small_run / "artifacts" / "models"), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(results["models"]) == set(config.SEED_MODELS) and "temporal" not in results
+    # Generated data is far from the seed's numbers: the check must say so and fail.
+    check = CliRunner().invoke(app, ["check-repro", "--metrics", str(tmp_path / "metrics.json")])
+    assert check.exit_code == 1 and "autoint" in check.output

@@ -63,7 +63,10 @@ class Recommender:
     scorers: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # Built once: an interactive page asks for one user after another.
         self._bounds = np.searchsorted(self.ratings["user_id"].to_numpy(), np.arange(len(self.users) + 1))
+        self._user_ids = self.encoders.index("user_id")
+        self._titles = self.movies.set_index("movie_id")[["title", "genres"]]
 
     def user_ratings(self, code: int) -> pd.DataFrame:
         """The ratings of the user with code `code`, oldest first."""
@@ -145,10 +148,10 @@ def check_n(n: int) -> None:
 
 
 def user_code(rec: Recommender, user_id: int) -> int:
-    if not rec.encoders.knows("user_id", user_id):
-        ids = rec.encoders.classes["user_id"]
-        raise RecommendError(f"unknown user {user_id}; user IDs run from {min(ids)} to {max(ids)}")
-    return int(rec.encoders.encode("user_id", [user_id])[0])
+    code = int(rec._user_ids.get_indexer([user_id])[0])
+    if code < 0:
+        raise RecommendError(f"unknown user {user_id}; user IDs run from {rec._user_ids.min()} to {rec._user_ids.max()}")
+    return code
 
 
 def valid_years(rec: Recommender) -> list[int]:
@@ -171,7 +174,7 @@ def profile(rec: Recommender, user_id: int) -> dict:
 
 def with_titles(rec: Recommender, frame: pd.DataFrame) -> pd.DataFrame:
     """Add title and genres to a frame of movie codes, and turn the codes into MovieLens IDs."""
-    out = frame.join(rec.movies.set_index("movie_id")[["title", "genres"]], on="movie_id")
+    out = frame.join(rec._titles, on="movie_id")
     out["movie_id"] = rec.encoders.decode("movie_id", out["movie_id"]).astype("int64")
     return out
 
@@ -188,14 +191,13 @@ def liked_history(rec: Recommender, user_id: int) -> pd.DataFrame:
 
 def context(rec: Recommender, user_id: int, year: int | None = None, month: int | None = None) -> tuple[int, int]:
     """The rating-time year and month to score in: those given, else those of the user's latest rating."""
-    from pipeline.scoring import latest_context
-
     if month is not None and not 1 <= month <= 12:
         raise RecommendError(f"month must be between 1 and 12, not {month}")
     if year is not None and year not in valid_years(rec):
         raise RecommendError(f"year {year} is outside what the model knows; valid years: "
                              f"{', '.join(map(str, valid_years(rec)))}")
-    latest = latest_context(rec.user_ratings(user_code(rec, user_id))).iloc[0]
+    # The user's ratings are sorted by time as latest_context sorts them, so the last is the latest.
+    latest = rec.user_ratings(user_code(rec, user_id)).iloc[-1]
     if year is None:
         year = int(rec.encoders.decode("rating_year", [latest["rating_year"]])[0])
     if month is None:

@@ -35,38 +35,46 @@ def compare(metrics: dict, seed_table: dict = SEED_TABLE, tolerance: float = REP
     ours/diff are None when the value is missing or not a finite number; problem is None when
     ok is True, else a one-line description of the failure.
     """
-    models = metrics.get("models") if isinstance(metrics, dict) else None
     rows = []
     for model, published in seed_table.items():
         for metric, seed in published.items():
-            row = {"model": model, "metric": metric, "ours": None, "seed": seed, "diff": None,
-                   "ok": False, "problem": None}
-            protocol = models.get(model) if isinstance(models, dict) else None
-            protocol = protocol.get(PROTOCOL) if isinstance(protocol, dict) else protocol
-            value = protocol.get(metric) if isinstance(protocol, dict) else None
-            if not isinstance(models, dict) or model not in models:
-                row["problem"] = f"{model}: model missing from metrics"
-            elif not isinstance(protocol, dict):
-                row["problem"] = f"{model}: {PROTOCOL} missing"
-            elif metric not in protocol:
-                row["problem"] = f"{model} {PROTOCOL} {metric}: metric missing"
-            elif not _is_number(value):
-                row["problem"] = f"{model} {PROTOCOL} {metric}: not a number ({value!r})"
-            else:
-                row["ours"], row["diff"] = float(value), float(value) - seed
-                row["ok"] = round(abs(row["diff"]), DIFF_DECIMALS) <= tolerance
-                if not row["ok"]:
-                    row["problem"] = (
-                        f"{model} {PROTOCOL} {metric}: ours {value:.5f} vs seed {seed:.5f}, "
-                        f"|diff| {abs(row['diff']):.5f} > tolerance {tolerance}"
-                    )
-            rows.append(row)
+            value, problem = _lookup(metrics, model, metric)
+            diff = None if problem else float(value) - seed
+            ok = problem is None and round(abs(diff), DIFF_DECIMALS) <= tolerance
+            if problem is None and not ok:
+                problem = (
+                    f"{model} {PROTOCOL} {metric}: ours {value:.5f} vs seed {seed:.5f}, "
+                    f"|diff| {abs(diff):.5f} > tolerance {tolerance}"
+                )
+            rows.append({"model": model, "metric": metric, "ours": None if diff is None else float(value),
+                         "seed": seed, "diff": diff, "ok": ok, "problem": problem})
     return rows
+
+
+def _lookup(metrics: dict, model: str, metric: str) -> tuple[object, str | None]:
+    """metrics["models"][model][PROTOCOL][metric] and None, or None and what is wrong."""
+    models = metrics.get("models") if isinstance(metrics, dict) else None
+    if not isinstance(models, dict) or model not in models:
+        return None, f"{model}: model missing from metrics"
+    protocols = models[model]
+    if not isinstance(protocols, dict) or not isinstance(protocols.get(PROTOCOL), dict):
+        return None, f"{model}: {PROTOCOL} missing"
+    if metric not in protocols[PROTOCOL]:
+        return None, f"{model} {PROTOCOL} {metric}: metric missing"
+    value = protocols[PROTOCOL][metric]
+    if not _is_number(value):
+        return None, f"{model} {PROTOCOL} {metric}: not a number ({value!r})"
+    return value, None
 
 
 def check(metrics: dict, seed_table: dict = SEED_TABLE, tolerance: float = REPRO_TOLERANCE) -> list[str]:
     """Failures of `metrics` against `seed_table` (see `compare`); an empty list means pass."""
-    return [row["problem"] for row in compare(metrics, seed_table, tolerance) if not row["ok"]]
+    return _failures(compare(metrics, seed_table, tolerance))
+
+
+def _failures(rows: list[dict]) -> list[str]:
+    # A missing model fails every one of its metrics; report it once.
+    return list(dict.fromkeys(row["problem"] for row in rows if not row["ok"]))
 
 
 def _is_number(value: object) -> bool:
@@ -102,7 +110,7 @@ def check_repro_command(
             f"{row['model']:<12} {row['metric']:<12} {_cell(row['ours']):>8} {_cell(row['seed']):>8} "
             f"{_cell(row['diff'], signed=True):>9}  {'yes' if row['ok'] else 'NO'}"
         )
-    failures = [row["problem"] for row in rows if not row["ok"]]
+    failures = _failures(rows)
     for failure in failures:
         typer.echo(failure, err=True)
     if failures:

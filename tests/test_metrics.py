@@ -1,104 +1,233 @@
-"""Metrics, baselines and the reproduction check against values computed by hand."""
-import json
+"""Ranking and classification metrics against values computed by hand."""
+from __future__ import annotations
+
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
-from typer.testing import CliRunner
 
-from pipeline import baselines, check_repro, config, metrics
+from pipeline.metrics import full_catalog_metrics, rated_metrics, seed_protocol, top_k_from_scores
 
-L = math.log
-
-
-def frame(rows):
-    return pd.DataFrame(rows, columns=["user_id", "label", "score"])
+LN = math.log
 
 
-def test_seed_protocol_uses_uncapped_idcg_and_a_recall_hit_rate():
-    # User 1: 12 rows, 11 positives; top 10 by score are rows 0..9, of which row 3 is negative.
-    labels = [1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1]
-    rows = [(1, lab, 1.0 - i / 100) for i, lab in enumerate(labels)]
-    # User 2: 3 rows (fewer than 10), positive ranked second.
-    rows += [(2, 0, 0.9), (2, 1, 0.5), (2, 0, 0.1)]
-    # User 3: no positives: left out.
-    rows += [(3, 0, 0.3), (3, 0, 0.2)]
-    result = metrics.seed_protocol(frame(rows), k=10)
-    dcg1 = sum(1 / L(i + 2) for i in range(10) if i != 3)
-    idcg1 = sum(1 / L(i + 2) for i in range(11))  # all 11 positives, not capped at 10
-    ndcg2 = (1 / L(3)) / (1 / L(2))
-    assert result["users"] == 2
-    assert result["ndcg@10"] == pytest.approx((dcg1 / idcg1 + ndcg2) / 2)
-    assert result["hit_rate@10"] == pytest.approx((9 / 11 + 1 / 1) / 2)
+def frame(*users: tuple[int, list[tuple[int, float]]]) -> pd.DataFrame:
+    """Rows [user_id, label, score] from (user, [(label, score), ...]) in the given order."""
+    records = [(user, label, score) for user, rows in users for label, score in rows]
+    return pd.DataFrame(records, columns=["user_id", "label", "score"])
+
+
+def idcg(n: int) -> float:
+    return sum(1 / LN(i + 2) for i in range(n))
+
+
+# --- seed protocol ---------------------------------------------------------------------------------
+
+def test_seed_protocol_uncapped_idcg_recall_hit_rate_and_users_without_positives_excluded():
+    rows = frame(
+        (3, [(0, 0.9)]),
+        (1, [(1, 0.9), (0, 0.8)]),
+        (2, [(0, 0.5), (0, 0.4)]),  # no positive: excluded
+        (3, [(1, 0.2)]),
+        (1, [(1, 0.7)]),
+    )
+    result = seed_protocol(rows, k=2)
+    # user 1 ranks labels [1, 0 | 1]: DCG 1/ln2, two positives; user 3 ranks [0, 1]: DCG 1/ln3, one.
+    user1 = (1 / LN(2)) / (1 / LN(2) + 1 / LN(3))
+    user3 = (1 / LN(3)) / (1 / LN(2))
+    assert result == {
+        "ndcg@2": pytest.approx((user1 + user3) / 2),
+        "hit_rate@2": pytest.approx((1 / 2 + 1) / 2),
+        "users": 2,
+    }
+
+
+def test_seed_protocol_key_names_follow_k_and_default_is_ten():
+    rows = frame((1, [(1, 0.3), (0, 0.2)]))
+    assert set(seed_protocol(rows)) == {"ndcg@10", "hit_rate@10", "users"}
+    assert set(seed_protocol(rows, k=5)) == {"ndcg@5", "hit_rate@5", "users"}
+
+
+def test_seed_protocol_user_with_fewer_than_k_rows():
+    rows = frame((7, [(0, 0.1), (1, 0.5), (0, 0.8)]))  # ranked labels [0, 1, 0]
+    result = seed_protocol(rows, k=10)
+    assert result["ndcg@10"] == pytest.approx(LN(2) / LN(3))
+    assert result["hit_rate@10"] == pytest.approx(1.0)
+
+
+def test_seed_protocol_more_than_k_positives_is_below_one_because_idcg_is_not_capped():
+    rows = frame((1, [(1, 1.0 - i / 100) for i in range(12)]))  # a perfect ranking of 12 positives
+    result = seed_protocol(rows, k=10)
+    assert result["ndcg@10"] == pytest.approx(idcg(10) / idcg(12))
+    assert result["ndcg@10"] < 0.99
+    assert result["hit_rate@10"] == pytest.approx(10 / 12)
+    assert rated_metrics(rows, k=10)["ndcg@10"] == pytest.approx(1.0)
+
+
+def test_seed_protocol_more_than_k_positives_with_a_miss_in_the_top_k():
+    labels = [1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1]  # 11 positives; rank 3 (0-based) is the negative
+    rows = frame((1, [(label, 1.0 - i / 100) for i, label in enumerate(labels)]))
+    result = seed_protocol(rows, k=10)
+    dcg = sum(1 / LN(i + 2) for i in range(10) if i != 3)
+    assert result["ndcg@10"] == pytest.approx(dcg / idcg(11))
+    assert result["hit_rate@10"] == pytest.approx(9 / 11)
 
 
 def test_seed_protocol_ties_keep_input_order():
-    tied = frame([(1, 0, 0.5), (1, 1, 0.5)])
-    assert metrics.seed_protocol(tied, k=1)["hit_rate@1"] == 0.0
-    swapped = frame([(1, 1, 0.5), (1, 0, 0.5)])
-    assert metrics.seed_protocol(swapped, k=1)["hit_rate@1"] == 1.0
+    negative_first = frame((1, [(0, 0.5), (1, 0.5), (1, 0.5)]))
+    positive_first = frame((1, [(1, 0.5), (1, 0.5), (0, 0.5)]))
+    assert seed_protocol(negative_first, k=1) == {"ndcg@1": 0.0, "hit_rate@1": 0.0, "users": 1}
+    result = seed_protocol(positive_first, k=1)
+    assert result["ndcg@1"] == pytest.approx((1 / LN(2)) / idcg(2))
+    assert result["hit_rate@1"] == pytest.approx(0.5)
 
 
-def test_rated_metrics_capped_ndcg_auc_logloss():
-    labels = [1] * 12 + [0]
-    rows = frame([(1, lab, 1.0 - i / 100) for i, lab in enumerate(labels)] + [(2, 0, 0.8), (2, 1, 0.2)])
-    result = metrics.rated_metrics(rows, k=10)
-    assert result["ndcg@10"] == pytest.approx((1.0 + (1 / L(3)) / (1 / L(2))) / 2)
+def test_seed_protocol_tie_below_a_higher_score():
+    # ranked: 0.9 (neg), then the tied 0.5s in input order: neg, pos
+    rows = frame((1, [(0, 0.5), (0, 0.9), (1, 0.5)]))
+    assert seed_protocol(rows, k=2)["hit_rate@2"] == 0.0
+    assert seed_protocol(rows, k=3)["ndcg@3"] == pytest.approx((1 / LN(4)) / idcg(1))
+
+
+def test_seed_protocol_rejects_non_binary_labels_and_no_positives():
+    with pytest.raises(ValueError):
+        seed_protocol(frame((1, [(2, 0.5)])))
+    with pytest.raises(ValueError):
+        seed_protocol(frame((1, [(0, 0.5)])))
+
+
+def reference(rows: pd.DataFrame, k: int, capped: bool) -> tuple[float, float]:
+    """The definition, one user at a time with a stable sort."""
+    ndcgs, recalls = [], []
+    for _, user in rows.groupby("user_id", sort=False):
+        labels = user["label"].to_numpy()
+        if labels.sum() == 0:
+            continue
+        ranked = labels[np.argsort(-user["score"].to_numpy(), kind="stable")][:k]
+        dcg = sum(rel / LN(i + 2) for i, rel in enumerate(ranked))
+        positives = int(labels.sum())
+        ndcgs.append(dcg / idcg(min(positives, k) if capped else positives))
+        recalls.append(ranked.sum() / positives)
+    return float(np.mean(ndcgs)), float(np.mean(recalls))
+
+
+def test_seed_protocol_and_rated_ndcg_match_a_per_user_reference_on_random_data():
+    rng = np.random.default_rng(3)
+    n = 3000
+    rows = pd.DataFrame({
+        "user_id": rng.integers(1, 120, n),
+        "label": (rng.random(n) < 0.55).astype(int),
+        "score": rng.integers(0, 8, n) / 8,  # coarse scores: many ties
+    })
+    ndcg, recall = reference(rows, 10, capped=False)
+    result = seed_protocol(rows)
+    assert result["ndcg@10"] == pytest.approx(ndcg)
+    assert result["hit_rate@10"] == pytest.approx(recall)
+    assert rated_metrics(rows)["ndcg@10"] == pytest.approx(reference(rows, 10, capped=True)[0])
+
+
+# --- rated metrics ---------------------------------------------------------------------------------
+
+def test_rated_ndcg_caps_idcg_at_k():
+    rows = frame((1, [(1, 0.9), (0, 0.8), (1, 0.7), (1, 0.6), (0, 0.5)]))
+    assert rated_metrics(rows, k=2)["ndcg@2"] == pytest.approx((1 / LN(2)) / idcg(2))
+    assert seed_protocol(rows, k=2)["ndcg@2"] == pytest.approx((1 / LN(2)) / idcg(3))
+
+
+def test_rated_auc_and_logloss_match_sklearn():
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({
+        "user_id": rng.integers(1, 20, 400),
+        "label": rng.integers(0, 2, 400),
+        "score": rng.random(400),
+    })
+    rows.loc[0, ["label", "score"]] = [1, 0.0]  # clipped to 1e-7, not log(0)
+    result = rated_metrics(rows)
     assert result["auc"] == pytest.approx(roc_auc_score(rows["label"], rows["score"]))
-    assert result["logloss"] == pytest.approx(log_loss(rows["label"], rows["score"]))
-    counts = rows.assign(score=rows["score"] * 100)
-    assert metrics.rated_metrics(counts)["logloss"] is None
+    clipped = rows["score"].clip(1e-7, 1 - 1e-7)
+    assert result["logloss"] == pytest.approx(log_loss(rows["label"], clipped))
+    assert math.isfinite(result["logloss"])
+    assert result["users"] == rows.loc[rows["label"] == 1, "user_id"].nunique()
 
 
-def test_full_catalog_metrics():
-    top = pd.DataFrame({"user_id": [1, 1, 1, 2, 2, 2], "rank": [1, 2, 3, 1, 2, 3], "movie_id": [10, 11, 12, 20, 21, 22]})
-    relevant = pd.DataFrame({"user_id": [1, 1, 2, 3], "movie_id": [11, 99, 77, 5]})
-    result = metrics.full_catalog_metrics(top, relevant, k=3)
-    ndcg1 = (1 / L(3)) / (1 / L(2) + 1 / L(3))
-    assert result["users"] == 3  # user 3 has no list at all: zero hits
-    assert result["recall@3"] == pytest.approx((1 / 2) / 3)
-    assert result["ndcg@3"] == pytest.approx(ndcg1 / 3)
-    assert result["hr@3"] == pytest.approx(1 / 3)
+def test_rated_logloss_is_none_for_unbounded_scores_but_auc_is_kept():
+    rows = frame((1, [(1, 40.0), (0, 3.0), (1, 12.0)]), (2, [(0, 25.0), (1, 7.0)]))
+    result = rated_metrics(rows)
+    assert result["logloss"] is None
+    assert result["auc"] == pytest.approx(roc_auc_score(rows["label"], rows["score"]))
+    assert result["auc"] == pytest.approx(4 / 6)
 
 
-def test_baselines_by_hand():
-    train = pd.DataFrame({"movie_id": [1, 1, 1, 2, 3], "label": [1, 1, 0, 0, 1]})
-    assert baselines.popularity(train).to_dict() == {1: 2, 2: 0, 3: 1}
-    g = 3 / 5
-    rate = baselines.positive_rate(train, strength=2)
-    assert rate[1] == pytest.approx((2 + 2 * g) / (3 + 2))
-    popular = baselines.fit_baseline("most_popular", train)
-    assert list(popular(np.array([0, 0]), np.array([1, 42]))) == [2.0, 0.0]
-    smoothed = baselines.fit_baseline("positive_rate", train)
-    assert smoothed(np.array([0]), np.array([42]))[0] == pytest.approx(g)
-    random = baselines.fit_baseline("random", train)
-    users, movies = np.arange(100), np.arange(100) % 7
-    assert (random(users, movies)[:10] == random(users[:10], movies[:10])).all()
-    assert 0.3 < random(users, movies).mean() < 0.7
+def test_rated_auc_is_none_with_a_single_class():
+    assert rated_metrics(frame((1, [(1, 0.2), (1, 0.4)])))["auc"] is None
 
 
-def metrics_file(tmp_path, shift=0.0, drop=None):
-    data = {"models": {name: {"seed_protocol": {metric: value + shift for metric, value in table.items()}}
-                       for name, table in config.SEED_TABLE.items() if name != drop}}
-    path = tmp_path / "metrics.json"
-    path.write_text(json.dumps(data))
-    return path
+# --- full catalogue --------------------------------------------------------------------------------
+
+def test_full_catalog_metrics_by_hand():
+    top = pd.DataFrame(
+        [(1, 1, 10), (1, 2, 20), (1, 3, 30), (1, 4, 40),  # rank 4 is past k = 3
+         (2, 1, 10), (2, 2, 20), (2, 3, 30),
+         (4, 1, 10)],  # user 4 has nothing relevant: ignored
+        columns=["user_id", "rank", "movie_id"],
+    )
+    relevant = pd.DataFrame(
+        [(1, 20), (1, 40), (1, 20),  # a duplicate counts once
+         (2, 50),
+         (3, 10)],  # user 3 is absent from top: zero hits
+        columns=["user_id", "movie_id"],
+    )
+    result = full_catalog_metrics(top, relevant, k=3)
+    user1_ndcg = (1 / LN(3)) / idcg(2)
+    assert result == {
+        "recall@3": pytest.approx((1 / 2) / 3),
+        "ndcg@3": pytest.approx(user1_ndcg / 3),
+        "hr@3": pytest.approx(1 / 3),
+        "users": 3,
+    }
 
 
-@pytest.mark.parametrize("shift, drop, code", [(0.004, None, 0), (-0.006, None, 1), (0.0, "autoint_mlp", 1)])
-def test_check_repro(tmp_path, shift, drop, code):
-    path = metrics_file(tmp_path, shift, drop)
-    assert bool(check_repro.check(json.loads(path.read_text()))) == (code != 0)
-    from pipeline.cli import app
+def test_full_catalog_perfect_list_and_capped_idcg():
+    top = pd.DataFrame({"user_id": 1, "rank": [1, 2], "movie_id": [5, 6]})
+    relevant = pd.DataFrame({"user_id": 1, "movie_id": [5, 6, 7, 8]})
+    result = full_catalog_metrics(top, relevant, k=2)
+    assert result["ndcg@2"] == pytest.approx(1.0)
+    assert result["recall@2"] == pytest.approx(0.5)
+    assert result["hr@2"] == 1.0
 
-    result = CliRunner().invoke(app, ["check-repro", "--metrics", str(path)])
-    assert result.exit_code == code
+
+def test_full_catalog_rejects_a_movie_twice_in_one_list():
+    top = pd.DataFrame({"user_id": 1, "rank": [1, 2], "movie_id": [5, 5]})
+    with pytest.raises(ValueError):
+        full_catalog_metrics(top, pd.DataFrame({"user_id": [1], "movie_id": [5]}))
 
 
-def test_check_repro_missing_file(tmp_path):
-    from pipeline.cli import app
+# --- top k -----------------------------------------------------------------------------------------
 
-    result = CliRunner().invoke(app, ["check-repro", "--metrics", str(tmp_path / "nope.json")])
-    assert result.exit_code == 2 and "not found" in result.output
+def test_top_k_from_scores_orders_by_score_then_movie_id():
+    top = top_k_from_scores(
+        np.array([2, 1, 1, 2, 1, 3]),
+        np.array([1, 5, 3, 2, 9, 4]),
+        np.array([0.1, 0.5, 0.5, 0.2, 0.9, 0.3]),
+        k=2,
+    )
+    expected = pd.DataFrame({
+        "user_id": [1, 1, 2, 2, 3],
+        "rank": [1, 2, 1, 2, 1],
+        "movie_id": [9, 3, 2, 1, 4],
+        "score": [0.9, 0.5, 0.2, 0.1, 0.3],
+    })
+    pd.testing.assert_frame_equal(top, expected)
+
+
+def test_top_k_feeds_full_catalog_metrics():
+    users = np.repeat([1, 2], 4)
+    movies = np.tile([10, 20, 30, 40], 2)
+    scores = np.array([0.1, 0.4, 0.3, 0.2, 0.9, 0.1, 0.1, 0.1])
+    top = top_k_from_scores(users, movies, scores, k=2)  # user 1: 20, 30; user 2: 10, 20
+    relevant = pd.DataFrame({"user_id": [1, 2], "movie_id": [30, 40]})
+    result = full_catalog_metrics(top, relevant, k=2)
+    assert result["recall@2"] == pytest.approx(0.5)
+    assert result["ndcg@2"] == pytest.approx((LN(2) / LN(3)) / 2)  # one relevant movie, hit at rank 2

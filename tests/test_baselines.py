@@ -1,0 +1,84 @@
+"""Baselines on a tiny training frame, checked against counts and rates computed by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import baselines
+from pipeline.metrics import rated_metrics
+
+# movie 1: 2 of 3 positive; movie 2: 0 of 2; movie 3: 3 of 5. Global rate g = 5/10.
+TRAIN = pd.DataFrame({
+    "user_id": [1, 2, 3, 1, 2, 1, 2, 3, 4, 5],
+    "movie_id": [1, 1, 1, 2, 2, 3, 3, 3, 3, 3],
+    "label": [1, 1, 0, 0, 0, 1, 0, 0, 1, 1],
+})
+
+
+def test_popularity_counts_positive_ratings_including_zero():
+    counts = baselines.popularity(TRAIN)
+    assert counts.to_dict() == {1: 2, 2: 0, 3: 3}
+    assert counts.index.name == "movie_id"
+
+
+def test_positive_rate_default_strength_is_ten():
+    rates = baselines.positive_rate(TRAIN)
+    assert baselines.PRIOR_STRENGTH == 10
+    assert rates[1] == pytest.approx((2 + 10 * 0.5) / (3 + 10))  # 7/13
+    assert rates[2] == pytest.approx((0 + 10 * 0.5) / (2 + 10))  # 5/12
+    assert rates[3] == pytest.approx((3 + 10 * 0.5) / (5 + 10))  # 8/15
+
+
+def test_positive_rate_strength_zero_is_the_raw_rate_and_strength_shrinks_toward_global():
+    assert baselines.positive_rate(TRAIN, strength=0).to_dict() == pytest.approx({1: 2 / 3, 2: 0.0, 3: 3 / 5})
+    assert baselines.positive_rate(TRAIN, strength=2)[2] == pytest.approx(1 / 4)
+    assert baselines.positive_rate(TRAIN, strength=1e9)[2] == pytest.approx(0.5)
+
+
+def test_score_pairs_maps_movies_and_gives_unseen_ones_the_default():
+    table = pd.Series([2, 0, 3], index=pd.Index([1, 2, 3], name="movie_id"))
+    scores = baselines.score_pairs(table, np.array([3, 99, 1, 3]), default=-1.0)
+    np.testing.assert_array_equal(scores, [3.0, -1.0, 2.0, 3.0])
+    assert scores.dtype == np.float64
+    np.testing.assert_array_equal(baselines.score_pairs(table.iloc[:0], np.array([1]), 7.0), [7.0])
+
+
+def test_fit_baseline_most_popular_and_positive_rate_defaults():
+    users = np.array([9, 9, 9])
+    movies = np.array([3, 42, 1])
+    np.testing.assert_array_equal(baselines.fit_baseline("most_popular", TRAIN)(users, movies), [3.0, 0.0, 2.0])
+    rates = baselines.fit_baseline("positive_rate", TRAIN)(users, movies)
+    np.testing.assert_allclose(rates, [8 / 15, 0.5, 7 / 13])
+
+
+def test_random_scores_are_uniform_and_seeded():
+    scores = baselines.random_scores(10_000, seed=1)
+    assert scores.shape == (10_000,) and scores.min() >= 0.0 and scores.max() < 1.0
+    assert 0.48 < scores.mean() < 0.52
+    np.testing.assert_array_equal(scores, baselines.random_scores(10_000, seed=1))
+    assert not np.array_equal(scores, baselines.random_scores(10_000, seed=2))
+
+
+def test_random_baseline_is_fixed_per_pair_whatever_the_batching():
+    scorer = baselines.fit_baseline("random", TRAIN)
+    users, movies = np.repeat(np.arange(1, 101), 30), np.tile(np.arange(1, 31), 100)
+    scores = scorer(users, movies)
+    assert scores.min() >= 0.0 and scores.max() < 1.0 and 0.45 < scores.mean() < 0.55
+    np.testing.assert_array_equal(scorer(users[::-1], movies[::-1]), scores[::-1])
+    np.testing.assert_array_equal(scorer(users[500:510], movies[500:510]), scores[500:510])
+    assert not np.array_equal(baselines.fit_baseline("random", TRAIN, seed=1)(users, movies), scores)
+
+
+def test_unknown_baseline_is_rejected():
+    with pytest.raises(ValueError, match="unknown baseline"):
+        baselines.fit_baseline("oracle", TRAIN)
+    assert baselines.BASELINES == ("random", "most_popular", "positive_rate")
+
+
+def test_popularity_counts_go_through_the_metrics_without_a_logloss():
+    test = pd.DataFrame({"user_id": [1, 1, 2, 2], "movie_id": [3, 2, 1, 2], "label": [1, 0, 1, 0]})
+    test["score"] = baselines.fit_baseline("most_popular", TRAIN)(test["user_id"], test["movie_id"])
+    result = rated_metrics(test)
+    assert result["logloss"] is None
+    assert result["auc"] == pytest.approx(1.0)

@@ -2,7 +2,7 @@
 # so a second `make all` redoes nothing that is up to date.
 #   make all                      install, download, preprocess, train both models, evaluate, recommend
 #   make test                     the test suite (generated data, no network)
-#   make recommend USER=3 [MODEL=autoint|autoint_mlp|both YEAR=2001 MONTH=5 N=10]
+#   make recommend USER=3 [MODEL=autoint|autoint_mlp|both MODE=ranking|seed YEAR=2001 MONTH=5 N=10]
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,6 +19,8 @@ ENCODERS  := $(PROCESSED)/encoders.json
 RANDOM_MODELS   := autoint autoint_mlp autoint_tuned autoint_mlp_tuned autoint_ranking autoint_mlp_ranking
 TEMPORAL_MODELS := autoint_ranking autoint_mlp_ranking
 MODEL_FILES := $(RANDOM_MODELS:%=$(MODELS)/%.keras) $(TEMPORAL_MODELS:%=$(MODELS)/temporal/%.keras)
+# What recommend, recommend-all, bench and the app load: both modes (seed, ranking) of both architectures.
+SERVING_FILES := $(addprefix $(MODELS)/,autoint.keras autoint_mlp.keras autoint_ranking.keras autoint_mlp_ranking.keras)
 METRICS   := artifacts/metrics.json
 
 # Optional settings. USER is also the login name in the environment, so only a USER given on the
@@ -26,7 +28,7 @@ METRICS   := artifacts/metrics.json
 SOURCE ?=
 MODEL  ?=
 RECOMMEND_USER := $(if $(filter command line,$(origin USER)),$(USER),3)
-RECOMMEND_ARGS := $(if $(MODEL),--model $(MODEL)) $(if $(YEAR),--year $(YEAR)) $(if $(MONTH),--month $(MONTH)) $(if $(N),--n $(N))
+RECOMMEND_ARGS := $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE)) $(if $(YEAR),--year $(YEAR)) $(if $(MONTH),--month $(MONTH)) $(if $(N),--n $(N))
 TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(LR),--lr $(LR)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 	$(if $(EMBEDDING_DIM),--embedding-dim $(EMBEDDING_DIM)) $(if $(DNN_HIDDEN_UNITS),--dnn-hidden-units "$(DNN_HIDDEN_UNITS)") \
 	$(if $(DNN_DROPOUT),--dnn-dropout $(DNN_DROPOUT)) $(if $(ATT_LAYER_NUM),--att-layer-num $(ATT_LAYER_NUM)) \
@@ -67,11 +69,11 @@ evaluate: $(METRICS)
 $(METRICS): $(MODEL_FILES) $(ENCODERS) pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py pipeline/scoring.py | $(DEPS)
 	$(PY) -m pipeline evaluate
 
-recommend: $(MODEL_FILES) $(ENCODERS)
+recommend: $(SERVING_FILES) $(ENCODERS)
 	$(PY) -m pipeline recommend --user "$(RECOMMEND_USER)" $(RECOMMEND_ARGS)
 
-recommend-all: $(MODEL_FILES) $(ENCODERS)
-	$(PY) -m pipeline recommend-all $(if $(MODEL),--model $(MODEL))
+recommend-all: $(SERVING_FILES) $(ENCODERS)
+	$(PY) -m pipeline recommend-all $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE)) $(if $(N),--n $(N))
 
 # The reproduction check: the seed-protocol numbers of both models within tolerance of the seed's table.
 check-repro: $(METRICS)
@@ -94,7 +96,7 @@ tune: $(ENCODERS)
 test: $(DEPS)
 	$(PY) -m pytest -q
 
-bench: $(MODEL_FILES) $(ENCODERS)
+bench: $(SERVING_FILES) $(ENCODERS)
 	$(PY) -m pipeline bench
 
 app: $(METRICS)

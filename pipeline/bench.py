@@ -23,7 +23,7 @@ import typer
 from pipeline import config
 from pipeline.files import write_json
 from pipeline.recommend import (DEFAULT_MODE, DEFAULT_MODEL, RecommendError, context, context_codes, fail,
-                                load_recommender, model_name, parse_user, quiet_model_imports, recommend,
+                                load_recommender, model_name, parse_user, recommend,
                                 user_code)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +58,6 @@ def run_bench(processed_dir: Path, models_dir: Path, model: str, mode: str, user
     from pipeline.train import load_model
 
     name = model_name(model, mode)
-    quiet_model_imports()
     rec = load_recommender(processed_dir, models_dir, models=[model], mode=mode)
     fast = rec.scorer(name)
     plain = plain_predict(load_model(config.model_path(name, "random", models_dir)))

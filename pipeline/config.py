@@ -11,7 +11,8 @@ from pathlib import Path
 # DeepCTR runs on tf-keras (see README); this must be set before TensorFlow is first imported,
 # and every stage imports config first.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# Hides the C++ start-up chatter (CUDA probes on a CPU machine); Python errors still raise.
+# Quiets TensorFlow's C++ logging once it runs; the lines it prints while being imported are
+# silenced by train.quiet_model_imports. Python errors still raise.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(os.environ.get("ML_PIPELINE_ROOT", Path(__file__).resolve().parent.parent))

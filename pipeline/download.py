@@ -10,7 +10,6 @@ Files are assembled in a temporary folder and moved into place only after verifi
 from __future__ import annotations
 
 import hashlib
-import io
 import shutil
 import subprocess
 import sys

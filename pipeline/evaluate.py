@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import typer
 
@@ -30,6 +29,12 @@ LABELS = {"autoint": "AutoInt", "autoint_mlp": "AutoInt+MLP", "autoint_tuned": "
           "autoint_mlp_tuned": "AutoInt+MLP (tuned)", "autoint_ranking": "AutoInt ranking",
           "autoint_mlp_ranking": "AutoInt+MLP ranking", "random": "random",
           "most_popular": "most popular", "positive_rate": "per-movie positive rate (smoothed)"}
+
+
+def label(key: str) -> str:
+    """A readable name for a model or baseline; a split suffix such as " (temporal)" is kept."""
+    name, _, suffix = key.partition(" ")
+    return LABELS.get(name, name) + (f" {suffix}" if suffix else "")
 
 
 def baseline_score_fn(name: str, train: pd.DataFrame) -> ScoreFn:
@@ -76,7 +81,7 @@ def beaten_by(results: dict) -> list[str]:
                         continue
                     worse = ours >= theirs if name == "logloss" else ours <= theirs
                     if worse:
-                        lines.append(f"{LABELS.get(model, model)} does not beat {LABELS.get(baseline, baseline)} "
+                        lines.append(f"{label(model)} does not beat {label(baseline)} "
                                      f"on {protocol} {name}: {ours:.4f} vs {theirs:.4f}")
     return lines
 
@@ -92,7 +97,7 @@ def metrics_table(results: dict) -> str:
             for protocol, metric in columns:
                 value = protocols[protocol].get(metric)
                 cells.append("–" if value is None else f"{value:.4f}")
-            rows.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+            rows.append(f"| {label(name)} | " + " | ".join(cells) + " |")
     return "\n".join([head, rule, *rows])
 
 
@@ -120,7 +125,7 @@ def plot_losses(histories: dict[str, dict], path: Path) -> None:
         epochs = [e["epoch"] for e in history["epochs"]]
         ax.plot(epochs, [e["loss"] for e in history["epochs"]], marker="o", label="training")
         ax.plot(epochs, [e["val_loss"] for e in history["epochs"]], marker="o", label="validation")
-        ax.set(title=LABELS.get(name, name), xlabel="epoch", ylabel="binary cross-entropy")
+        ax.set(title=label(name), xlabel="epoch", ylabel="binary cross-entropy")
         ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -141,7 +146,7 @@ def plot_metrics(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (protocol, metric) in zip(axes.ravel(), panels):
         values = [{**results["models"], **results["baselines"]}[n][protocol][metric] for n in names]
-        ax.barh([LABELS.get(n, n) for n in names], values, color=colors)
+        ax.barh([label(n) for n in names], values, color=colors)
         ax.invert_yaxis()
         ax.set_title(f"{protocol.replace('_', ' ')}: {metric}")
         for y, value in enumerate(values):
@@ -198,7 +203,7 @@ def tuning_table(tuning: dict) -> list[str]:
              "| candidate | negatives | sampler | lr | emb | epoch | seed NDCG@10 | AUC | full Recall@10 | full NDCG@10 | full HR@10 | train s |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for record in tuning["baselines"]:
-        lines.append(f"| {LABELS.get(record['baseline'], record['baseline'])} | | | | | | "
+        lines.append(f"| {label(record['baseline'])} | | | | | | "
                      f"{record['seed_protocol/ndcg@10']:.4f} | {record['rated/auc']:.4f} | "
                      f"{record['full_catalog/recall@10']:.4f} | {record['full_catalog/ndcg@10']:.4f} | "
                      f"{record['full_catalog/hr@10']:.4f} | |")
@@ -266,7 +271,7 @@ def report(results: dict, histories: dict[str, dict], tuning: dict | None = None
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, history in histories.items():
         last, cfg = history["epochs"][-1], history["config"]
-        lines.append(f"| {LABELS.get(name.split(' ')[0], name)}{name[len(name.split(' ')[0]):]} | {len(history['epochs'])} | "
+        lines.append(f"| {label(name)} | {len(history['epochs'])} | "
                      f"{cfg['learning_rate']:g} | {cfg.get('negatives', 0)} | {history['train_rows']:,} | "
                      f"{history['train_seconds']} | {last['loss']:.4f} | {last['val_loss']:.4f} |")
     lines += ["", "![loss curves](loss_curves.png)", ""]
@@ -305,25 +310,32 @@ def save_outputs(results: dict, outputs: dict, histories: dict, artifacts_dir: P
     write_json(artifacts_dir / "metrics.json", results)
 
 
-def evaluate_splits(data: Processed, models_dir: Path, evaluated=config.EVALUATED_MODELS):
-    """Load and evaluate the models of every split. The random split's results are the top level of
-    the returned dict (as the seed reported them); every other split's sit under its own name."""
-    from pipeline.scoring import ModelScorer
-    from pipeline.train import load_model
+def history_key(name: str, split: str) -> str:
+    return name if split == "random" else f"{name} ({split})"
 
-    results, outputs = {}, {}
+
+def evaluate_splits(data: Processed, models_dir: Path, evaluated=config.EVALUATED_MODELS):
+    """Load and evaluate the models of every split. Returns (results, outputs, histories).
+
+    The random split's results are the top level of `results` (as the seed reported them); every other
+    split's sit under its own name. `histories` holds each model's training history, keyed by history_key.
+    """
+    from pipeline.scoring import ModelScorer
+    from pipeline.train import load_history, load_model
+
+    results, outputs, histories = {}, {}, {}
     for split, names in evaluated.items():
         split_data = data.split(split)
         score_fns = {name: ModelScorer(load_model(config.model_path(name, split, models_dir))) for name in names}
         split_results, outputs[split] = evaluate(score_fns, baselines.BASELINES, split_data)
         for name in names:
-            history = json.loads(config.model_path(name, split, models_dir).with_suffix(".history.json").read_text())
+            history = histories[history_key(name, split)] = load_history(name, split, models_dir)
             split_results["models"][name]["train_seconds"] = history["train_seconds"]
         if split == "random":
             results.update(split_results)
         else:
             results[split] = split_results
-    return results, outputs
+    return results, outputs, histories
 
 
 def evaluate_command(
@@ -345,10 +357,7 @@ def evaluate_command(
     if missing:
         typer.echo(f"error: model(s) not trained: {', '.join(missing)}; run `make train`", err=True)
         raise typer.Exit(2)
-    results, outputs = evaluate_splits(data, models_dir, evaluated)
-    histories = {f"{name}" if split == "random" else f"{name} ({split})":
-                 json.loads(config.model_path(name, split, models_dir).with_suffix(".history.json").read_text())
-                 for split, names in evaluated.items() for name in names}
+    results, outputs, histories = evaluate_splits(data, models_dir, evaluated)
     save_outputs(results, outputs, histories, out_dir, data)
     typer.echo(seed_comparison_table(results))
     for split in evaluated:

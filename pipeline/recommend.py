@@ -7,9 +7,6 @@ one line on stderr and exit with code 2, and they check everything before Tensor
 from __future__ import annotations
 
 import json
-import os
-import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,41 +240,6 @@ def recommend_all(rec: Recommender, model: str = DEFAULT_MODEL, n: int = config.
     return with_titles(rec, top)[["user_id", "rank", "movie_id", "title", "score"]]
 
 
-class _NoThread:
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def start(self):
-        pass
-
-
-def quiet_model_imports() -> None:
-    """Import TensorFlow and DeepCTR without their start-up chatter, for the commands' terminal output.
-
-    TensorFlow 2.21 writes C++ log lines to stderr while it is imported, whatever TF_CPP_MIN_LOG_LEVEL
-    says; DeepCTR's import starts a thread that asks PyPI for a newer version and, offline, prints to
-    stdout (which would break --json). Python errors still raise.
-    """
-    if "deepctr" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    import requests  # noqa: F401  (imported first, so that it keeps the real Thread)
-
-    real_thread, threading.Thread = threading.Thread, _NoThread
-    try:
-        import deepctr  # noqa: F401
-    finally:
-        threading.Thread = real_thread
-
-
 def fail(error: RecommendError):
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(2)
@@ -326,7 +288,6 @@ def recommend_command(
         who, liked = profile(rec, user_id), liked_history(rec, user_id)
         when = context(rec, user_id, year, month)
         check_trained(models_dir, names.values())
-        quiet_model_imports()
         lists = {name: recommend(rec, user_id, architecture, *when, n, mode) for architecture, name in names.items()}
     except RecommendError as error:
         fail(error)
@@ -366,7 +327,6 @@ def recommend_all_command(
         check_n(n)
         rec = load_recommender(processed_dir, models_dir, models=())
         check_trained(models_dir, names.values())
-        quiet_model_imports()
         for architecture, name in names.items():
             top = recommend_all(rec, architecture, n, progress=True, mode=mode)
             out = out_dir / f"recommendations_{name}.parquet"

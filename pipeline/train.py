@@ -6,7 +6,10 @@ Outputs (under artifacts/models/): <name>.keras (reloadable with DeepCTR's custo
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +23,43 @@ from pipeline.files import atomic_path, write_json
 from pipeline.preprocess import load_processed
 
 
+class _NoThread:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def start(self):
+        pass
+
+
+def quiet_model_imports() -> None:
+    """Import TensorFlow and DeepCTR without their start-up chatter, for the commands' terminal output.
+
+    TensorFlow 2.21 writes C++ log lines to stderr while it is imported, whatever TF_CPP_MIN_LOG_LEVEL
+    says; DeepCTR's import starts a thread that asks PyPI for a newer version and, offline, prints to
+    stdout (which would break --json). Python errors still raise.
+    """
+    if "deepctr" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    import requests  # noqa: F401  (imported first, so that it keeps the real Thread)
+
+    real_thread, threading.Thread = threading.Thread, _NoThread
+    try:
+        import deepctr  # noqa: F401
+    finally:
+        threading.Thread = real_thread
+
+
 def feature_columns(field_dims: dict[str, int], embedding_dim: int) -> list:
+    quiet_model_imports()
     from deepctr.feature_column import SparseFeat
 
     return [SparseFeat(field, vocabulary_size=field_dims[field], embedding_dim=embedding_dim)
@@ -29,6 +68,7 @@ def feature_columns(field_dims: dict[str, int], embedding_dim: int) -> list:
 
 def build_model(field_dims: dict[str, int], cfg: TrainConfig):
     """DeepCTR's off-the-shelf AutoInt, compiled; `dnn_hidden_units=()` means attention only."""
+    quiet_model_imports()
     import tensorflow as tf
     from deepctr.models import AutoInt
 
@@ -133,6 +173,14 @@ def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfi
     return model, history
 
 
+def history_path(name: str, split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
+    return config.model_path(name, split, models_dir).with_suffix(".history.json")
+
+
+def load_history(name: str, split: str = "random", models_dir: Path = config.MODELS_DIR) -> dict:
+    return json.loads(history_path(name, split, models_dir).read_text())
+
+
 def save_model(model, history: dict, models_dir: Path, name: str) -> Path:
     path = models_dir / f"{name}.keras"
     with atomic_path(path) as tmp:
@@ -142,6 +190,7 @@ def save_model(model, history: dict, models_dir: Path, name: str) -> Path:
 
 
 def load_model(path: Path):
+    quiet_model_imports()
     import tensorflow as tf
     from deepctr.layers import custom_objects
 

@@ -30,7 +30,6 @@ def small_run(tmp_path_factory, raw_dir) -> Path:
     processed_dir, artifacts_dir = root / "data" / "processed", root / "artifacts"
     processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
     preprocess.save_processed(processed, processed_dir)
-    histories = {}
     for split, names in SMALL_RUN_MODELS.items():
         data = processed.split(split)
         for name in names:
@@ -39,7 +38,6 @@ def small_run(tmp_path_factory, raw_dir) -> Path:
                                                catalogue=processed.movies)
             path = config.model_path(name, split, artifacts_dir / "models")
             train.save_model(model, history, path.parent, name)
-            histories[name if split == "random" else f"{name} ({split})"] = history
-    results, outputs = evaluate.evaluate_splits(processed, artifacts_dir / "models", SMALL_RUN_MODELS)
+    results, outputs, histories = evaluate.evaluate_splits(processed, artifacts_dir / "models", SMALL_RUN_MODELS)
     evaluate.save_outputs(results, outputs, histories, artifacts_dir, processed)
     return root

@@ -1,5 +1,6 @@
-"""`make bench`: how fast the scoring path is, with the traced fast path (`ModelScorer`) and with plain
-`Model.predict`, both through `scoring.top_n`, the code that recommend, recommend-all and evaluate use.
+"""`make bench`: how fast the scoring path is, with the fast path (`ModelScorer`, whose grids run through
+`autoint_grid`) and with plain `Model.predict`, both through `scoring.top_n`, the code that recommend,
+recommend-all and evaluate use.
 
 Prints a table and writes artifacts/bench.json:
   one user    one user's whole catalogue ranked, warm, median of --repeats runs (target ≤ 50 ms)

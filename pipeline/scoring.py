@@ -13,16 +13,19 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline import config
+from pipeline import autoint_grid, config
 
 ScoreFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 class ModelScorer:
-    """Calls a Keras model through one traced `tf.function` in large batches.
+    """A trained AutoInt as a score function.
 
-    `Model.predict` pays tens of milliseconds of set-up per call (it builds a data pipeline and a
-    callback loop each time); a direct call of the traced graph does not, and gives the same numbers.
+    Rows (any (user, movie) pairs, e.g. the test ratings) go through the Keras model via one traced
+    `tf.function` in large batches: `Model.predict` pays tens of milliseconds of set-up per call (it
+    builds a data pipeline and a callback loop each time); a direct call of the graph does not.
+    Users × catalogue grids (every Top-N) go through `autoint_grid`, the same forward pass computed
+    from the model's weights ~3× faster; `grid` is None for a model it cannot reproduce.
     """
 
     # Measured in full evaluate runs on 2 cores: 262,144 rows per call ~150k rows/s; 8,192 only ~90k
@@ -39,6 +42,10 @@ class ModelScorer:
             return model(inputs, training=False)[:, 0]
 
         self._forward = forward
+        try:
+            self.grid = autoint_grid.from_model(model)
+        except autoint_grid.UnsupportedModel:
+            self.grid = None
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         rows = len(inputs[config.FIELDS[0]])
@@ -72,6 +79,9 @@ def top_n(
 ) -> pd.DataFrame:
     """Rank every catalogue movie for each user and keep the best `n` that are not excluded.
 
+    A score function with a `grid` (ModelScorer) scores each chunk of users × the catalogue at once;
+    any other is called on the (user, movie) rows that are not excluded.
+
     users      one row per user: the user fields and the context fields (codes)
     catalogue  one row per candidate movie: the movie fields (codes)
     exclude    (user_id, movie_id) code pairs never to recommend, e.g. the movies a user rated
@@ -91,18 +101,23 @@ def top_n(
         keep = (user_pos >= 0) & (movie_pos >= 0)
         excluded[user_pos[keep], movie_pos[keep]] = True
 
+    grid = getattr(score_fn, "grid", None)
     results = []
     bar = tqdm(total=len(users), unit="user", desc="scoring", disable=not progress)
     for start in range(0, len(users), per_chunk):
         stop = min(start + per_chunk, len(users))
-        # Excluded pairs are never scored (on ML-1M 1M of the 22.4M pairs): they cannot be recommended.
-        pairs = np.flatnonzero(~excluded[start:stop].ravel())
-        user_rows, movie_rows = np.divmod(pairs, n_movies)
-        inputs = {field: values[start:stop][user_rows] for field, values in user_values.items()}
-        inputs |= {field: values[movie_rows] for field, values in movie_values.items()}
-        scores = np.full((stop - start) * n_movies, -np.inf)
-        scores[pairs] = score_fn(inputs)
-        scores = scores.reshape(stop - start, n_movies)
+        if grid is not None:
+            scores = grid({field: values[start:stop] for field, values in user_values.items()}, movie_values)
+            scores[excluded[start:stop]] = -np.inf
+        else:
+            # Excluded pairs are never scored (on ML-1M 1M of the 22.4M pairs): they cannot be recommended.
+            pairs = np.flatnonzero(~excluded[start:stop].ravel())
+            user_rows, movie_rows = np.divmod(pairs, n_movies)
+            inputs = {field: values[start:stop][user_rows] for field, values in user_values.items()}
+            inputs |= {field: values[movie_rows] for field, values in movie_values.items()}
+            scores = np.full((stop - start) * n_movies, -np.inf)
+            scores[pairs] = score_fn(inputs)
+            scores = scores.reshape(stop - start, n_movies)
         # Stable sort on the negated score: equal scores keep catalogue (movie code) order. Sorting whole
         # rows costs ~1 % of the scoring time, so no partial sort that would need its own tie rule.
         order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
@@ -111,7 +126,7 @@ def top_n(
             "user_id": np.repeat(user_values["user_id"][start:stop], order.shape[1]),
             "rank": np.tile(np.arange(1, order.shape[1] + 1), stop - start),
             "movie_id": movie_codes[order.ravel()],
-            "score": best.ravel(),
+            "score": best.ravel().astype(np.float64),
         })
         results.append(frame[np.isfinite(frame["score"])])
         bar.update(stop - start)

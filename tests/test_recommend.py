@@ -94,11 +94,14 @@ def test_context_defaults_to_the_latest_rating_and_can_be_chosen(rec, ratings):
     assert not np.allclose(a["score"].to_numpy(), b["score"].to_numpy())
 
 
-def test_fast_path_ranks_exactly_like_plain_predict(rec, small_run):
-    model = load_model(config.model_path("autoint_ranking", "random", small_run / "artifacts" / "models"))
+@pytest.mark.parametrize("name", config.RANKING_MODELS)
+def test_fast_path_ranks_exactly_like_plain_predict(rec, small_run, name):
+    model = load_model(config.model_path(name, "random", small_run / "artifacts" / "models"))
     users = rec.users.head(40).assign(rating_year=0, rating_month=3, rating_decade=0)
     exclude = rec.ratings[["user_id", "movie_id"]]
-    fast = top_n(ModelScorer(model), users, rec.movies, exclude, n=10)
+    scorer = ModelScorer(model)
+    assert scorer.grid is not None  # the trained models take the fast grid path
+    fast = top_n(scorer, users, rec.movies, exclude, n=10)
     slow = top_n(plain_predict(model, batch_size=4096), users, rec.movies, exclude, n=10)
     assert len(fast) == 400
     assert (fast[["user_id", "rank", "movie_id"]].to_numpy() == slow[["user_id", "rank", "movie_id"]].to_numpy()).all()

@@ -87,6 +87,8 @@ class TrainConfig:
     # Sampled unrated movies per rating, added as label-0 rows (0 = the seed's mode: rated rows only).
     negatives: int = 0
     negative_sampler: str = "uniform"
+    # Draw new negatives every epoch (True) or once for all epochs (False).
+    fresh_negatives: bool = False
     # What a positive is: "liked" (rating >= 4, the seed's label) or "rated" (any rating: the model then
     # learns P(rated), to be multiplied by a liked-given-rated model).
     target: str = "liked"

@@ -154,18 +154,34 @@ def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfi
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build_model(field_dims, cfg)
     started = time.perf_counter()
-    train = training_rows(train, cfg, catalogue)
-    fitted = model.fit(
-        model_inputs(train), train["label"].to_numpy(dtype="float32"),
-        batch_size=cfg.batch_size, epochs=cfg.epochs, validation_split=cfg.validation_split,
-        shuffle=True, verbose=verbose,
-    )
+    if cfg.negatives and cfg.fresh_negatives:
+        # A new draw of unrated movies every epoch, so the model meets epochs × negatives different
+        # ones per rating instead of the same few again. val_loss is then on each epoch's own held-out
+        # tenth of the rows.
+        losses = {"loss": [], "val_loss": []}
+        for epoch in range(cfg.epochs):
+            rows = training_rows(train, dataclasses.replace(cfg, seed=cfg.seed + epoch), catalogue)
+            fitted = model.fit(
+                model_inputs(rows), rows["label"].to_numpy(dtype="float32"),
+                batch_size=cfg.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                validation_split=cfg.validation_split, shuffle=True, verbose=verbose,
+            )
+            for key in losses:
+                losses[key] += fitted.history.get(key, [float("nan")])
+        train = rows
+    else:
+        train = training_rows(train, cfg, catalogue)
+        losses = model.fit(
+            model_inputs(train), train["label"].to_numpy(dtype="float32"),
+            batch_size=cfg.batch_size, epochs=cfg.epochs, validation_split=cfg.validation_split,
+            shuffle=True, verbose=verbose,
+        ).history
     history = {
         "config": dataclasses.asdict(cfg),
         "epochs": [
             {"epoch": i + 1, "loss": float(loss), "val_loss": float(val)}
-            for i, (loss, val) in enumerate(zip(fitted.history["loss"], fitted.history.get(
-                "val_loss", [float("nan")] * len(fitted.history["loss"]))))
+            for i, (loss, val) in enumerate(zip(losses["loss"], losses.get(
+                "val_loss", [float("nan")] * len(losses["loss"]))))
         ],
         "train_seconds": round(time.perf_counter() - started, 1),
         "train_rows": len(train),
@@ -223,6 +239,8 @@ def train_command(
     validation_split: float = typer.Option(None, min=0.0, max=0.9),
     negatives: int = typer.Option(None, min=0, help="Sampled unrated movies per rating (0: rated rows only)."),
     negative_sampler: str = typer.Option(None, help="uniform or popularity."),
+    fresh_negatives: bool = typer.Option(None, "--fresh-negatives/--fixed-negatives",
+                                         help="Draw new negatives every epoch, or once (the default)."),
     seed: int = typer.Option(None),
     split: str = typer.Option("random", help=f"One of {', '.join(config.SPLITS)}."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
@@ -237,7 +255,7 @@ def train_command(
         "att_layer_num": att_layer_num, "att_head_num": att_head_num,
         "dnn_hidden_units": parse_units(dnn_hidden_units), "dnn_dropout": dnn_dropout,
         "validation_split": validation_split, "seed": seed, "negatives": negatives,
-        "negative_sampler": negative_sampler,
+        "negative_sampler": negative_sampler, "fresh_negatives": fresh_negatives,
     }
     cfg = dataclasses.replace(config.MODEL_DEFAULTS[model],
                               **{key: value for key, value in overrides.items() if value is not None})

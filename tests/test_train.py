@@ -69,10 +69,12 @@ def test_command_overrides_reach_the_model(raw_dir, tmp_path):
     preprocess.save_processed(processed, tmp_path / "processed")
     result = CliRunner().invoke(app, [
         "train", "--model", "autoint_mlp", "--epochs", "2", "--lr", "0.003", "--dnn-hidden-units", "8",
+        "--negatives", "1", "--fresh-negatives",
         "--processed-dir", str(tmp_path / "processed"), "--models-dir", str(tmp_path / "models")])
     assert result.exit_code == 0, result.output
     history = (tmp_path / "models" / "autoint_mlp.history.json").read_text()
     assert '"learning_rate": 0.003' in history and '"dnn_hidden_units": [\n      8\n    ]' in history
+    assert '"negatives": 1' in history and '"fresh_negatives": true' in history
     assert "val_loss" in result.output and "    2  " in result.output
 
 
@@ -116,3 +118,22 @@ def test_popularity_sampler_draws_popular_movies_more_often(processed):
     popular = sample_unrated(train, processed.movies, 2, "popularity", seed=0)
     weight = lambda frame: counts[frame["movie_id"]].mean()  # noqa: E731
     assert weight(popular) > 1.2 * weight(uniform)
+
+
+def test_fresh_negatives_draw_new_unrated_movies_every_epoch(processed, monkeypatch):
+    drawn = []
+    real = train.sample_unrated
+
+    def recording(*args, **kwargs):
+        sampled = real(*args, **kwargs)
+        drawn.append(sampled[["user_id", "movie_id"]].to_numpy())
+        return sampled
+
+    monkeypatch.setattr(train, "sample_unrated", recording)
+    cfg = small("autoint_ranking", epochs=2, fresh_negatives=True)
+    _, history = train.train_model(processed.train, processed.encoders.dims(), cfg, verbose=0,
+                                   catalogue=processed.movies)
+    assert [epoch["epoch"] for epoch in history["epochs"]] == [1, 2]
+    assert all(np.isfinite(epoch["loss"]) and np.isfinite(epoch["val_loss"]) for epoch in history["epochs"])
+    assert len(drawn) == 2 and (drawn[0][:, 0] == drawn[1][:, 0]).all()  # the same ratings' users …
+    assert (drawn[0][:, 1] != drawn[1][:, 1]).mean() > 0.5  # … with other movies drawn for them

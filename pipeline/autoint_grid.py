@@ -35,7 +35,7 @@ GRID_ORDER = (*SIDE_FIELDS, *MOVIE_FIELDS)
 # unrolled into scalar code instead); 64 measured fastest of 16…256 on this machine.
 TILE = 128
 N_FIELDS = len(config.FIELDS)
-THREADS = len(os.sched_getaffinity(0))
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 # The attention shape the kernel is compiled for: DeepCTR's default 8 dimensions per head (build_model
 # keeps it) and the pipeline's 2 heads. Constants let LLVM unroll these loops; other shapes are
 # rejected by from_model and scored by the Keras model instead.

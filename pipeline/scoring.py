@@ -25,7 +25,7 @@ class ModelScorer:
     `tf.function` in large batches: `Model.predict` pays tens of milliseconds of set-up per call (it
     builds a data pipeline and a callback loop each time); a direct call of the graph does not.
     Users × catalogue grids (every Top-N) go through `autoint_grid`, the same forward pass computed
-    from the model's weights ~3× faster; `grid` is None for a model it cannot reproduce.
+    from the model's weights 3-5× faster (`make bench`); `grid` is None for a model it cannot reproduce.
     """
 
     # Measured in full evaluate runs on 2 cores: 262,144 rows per call ~150k rows/s; 8,192 only ~90k

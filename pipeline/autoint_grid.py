@@ -93,7 +93,7 @@ def _sigmoid(x, pow2_neg):
 
 @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
 def _grid_kernel(side_proj, side_const, side_dnn, movie_proj_t, movie_const, movie_dnn,
-                 att_kernels_t, att_out, heads, dnn_bias0, dnn_kernels, dnn_biases, dnn_out, pow2_neg, tile, worker,
+                 att_kernels_t, att_out, dnn_bias0, dnn_kernels, dnn_biases, dnn_out, pow2_neg, tile, worker,
                  workers, out):
     """out[u, m] = P(like) for side row u and movie m; see the module docstring for the layout.
 
@@ -102,9 +102,9 @@ def _grid_kernel(side_proj, side_const, side_dnn, movie_proj_t, movie_const, mov
     side_dnn / movie_dnn (·, H0): the DNN's first-layer pre-activation contributions
     att_kernels_t (L-1, 4A, A): the later InteractingLayers' projections, transposed
     att_out (F, A): output weights of the flattened attention
-    dnn_kernels (K, W, W) / dnn_biases (K, W): later DNN layers, zero-padded to one width W
+    dnn_kernels (K, W, W) / dnn_biases (K, W): later DNN layers, zero-padded to one width W >= H0
     tile: movies per work item; this call does the items worker, worker + workers, … (one call per thread)
-    Every innermost loop runs over the tile's movies (t) with the small dimensions (N_FIELDS,
+    Every innermost loop runs over the tile's movies (t) with the small dimensions (N_FIELDS, HEADS,
     HEAD_DIM) as compile-time constants, so LLVM unrolls those and vectorises across movies.
     """
     n_side, f_side, four_a = side_proj.shape
@@ -125,8 +125,8 @@ def _grid_kernel(side_proj, side_const, side_dnn, movie_proj_t, movie_const, mov
     peak = np.zeros(tile, dtype=np.float32)
     total = np.zeros(tile, dtype=np.float32)
     logit = np.zeros(tile, dtype=np.float32)
-    hidden = np.zeros((max(width, h0), tile), dtype=np.float32)
-    nxt = np.zeros((max(width, h0), tile), dtype=np.float32)
+    hidden = np.zeros((width, tile), dtype=np.float32)
+    nxt = np.zeros((width, tile), dtype=np.float32)
     rows = np.zeros(tile, dtype=np.int64)
     for item in range(worker, n_items, workers):
         u = item // n_tiles
@@ -152,7 +152,7 @@ def _grid_kernel(side_proj, side_const, side_dnn, movie_proj_t, movie_const, mov
                             for d in range(ATT_DIM):
                                 s += x[f, d, t] * kernel[c, d]
                             proj[f, c, t] = s
-            for h in range(heads):
+            for h in range(HEADS):
                 q0, k0, v0, r0 = h * HEAD_DIM, a + h * HEAD_DIM, 2 * a + h * HEAD_DIM, 3 * a + h * HEAD_DIM
                 for i in range(N_FIELDS):
                     for j in range(N_FIELDS):
@@ -225,7 +225,6 @@ class AutoIntGrid:
     first_projection: np.ndarray  # (D, 4A) [query | key | value | residual] of the first layer
     att_kernels_t: np.ndarray  # (L-1, 4A, A): later layers' projections, transposed
     att_out: np.ndarray  # (F, A) output weights of the flattened attention, in GRID_ORDER
-    heads: int
     dnn_first: dict[str, np.ndarray]  # field → (D, H0): the DNN's first kernel, per field
     dnn_bias0: np.ndarray  # (H0,)
     dnn_kernels: np.ndarray  # (K, W, W)
@@ -271,7 +270,7 @@ class AutoIntGrid:
 
             def run(worker: int) -> None:
                 _grid_kernel(side_proj, side_const, side_dnn, movie_proj_t, movie_linear, movie_dnn,
-                             self.att_kernels_t, self.att_out, self.heads, self.dnn_bias0, self.dnn_kernels,
+                             self.att_kernels_t, self.att_out, self.dnn_bias0, self.dnn_kernels,
                              self.dnn_biases, self.dnn_out, _POW2_NEG, TILE, worker, threads, out)
 
             # The kernel releases the GIL, so plain threads run it on every core. (numba's prange
@@ -321,9 +320,8 @@ def from_model(model) -> AutoIntGrid:
         att_kernels_t = np.stack([projection(layer).T for layer in att[1:]]) if len(att) > 1 else \
             np.zeros((0, 4 * a, a), np.float32)
         att_out = out_kernel[:n_fields * a].reshape(n_fields, a)[order]
-        heads = att[0].head_num
     else:
-        a, heads = 0, 0
+        a = 0
         first_projection = np.zeros((dim, 0), np.float32)
         att_kernels_t = np.zeros((0, 0, 0), np.float32)
         att_out = np.zeros((n_fields, 0), np.float32)
@@ -355,7 +353,7 @@ def from_model(model) -> AutoIntGrid:
     f32 = lambda array: np.ascontiguousarray(array, dtype=np.float32)  # noqa: E731
     return AutoIntGrid(
         embeddings=embeddings, linear=linear, first_projection=f32(first_projection),
-        att_kernels_t=f32(att_kernels_t), att_out=f32(att_out), heads=heads, dnn_first=dnn_first,
+        att_kernels_t=f32(att_kernels_t), att_out=f32(att_out), dnn_first=dnn_first,
         dnn_bias0=f32(dnn_bias0), dnn_kernels=f32(dnn_kernels), dnn_biases=f32(dnn_biases),
         dnn_out=f32(dnn_out), bias=float(prediction[0].global_bias.numpy()[0]),
     )

@@ -209,8 +209,9 @@ def tuning_table(tuning: dict) -> list[str]:
                      f"{record['full_catalog/hr@10']:.4f} | |")
     for record in tuning["candidates"]:
         cfg = record["config"]
+        sampler = cfg["negative_sampler"] + (", fresh each epoch" if cfg.get("fresh_negatives") else "")
         lines.append(f"| {'AutoInt+MLP' if cfg['dnn_hidden_units'] else 'AutoInt'} | {cfg['negatives']} | "
-                     f"{cfg['negative_sampler']} | {cfg['learning_rate']:g} | {cfg['embedding_dim']} | {record['epoch']} | "
+                     f"{sampler} | {cfg['learning_rate']:g} | {cfg['embedding_dim']} | {record['epoch']} | "
                      f"{record['seed_protocol/ndcg@10']:.4f} | {record['rated/auc']:.4f} | "
                      f"{record['full_catalog/recall@10']:.4f} | {record['full_catalog/ndcg@10']:.4f} | "
                      f"{record['full_catalog/hr@10']:.4f} | {record['train_seconds']} |")
@@ -271,8 +272,9 @@ def report(results: dict, histories: dict[str, dict], tuning: dict | None = None
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, history in histories.items():
         last, cfg = history["epochs"][-1], history["config"]
+        negatives = f"{cfg.get('negatives', 0)}" + (" fresh each epoch" if cfg.get("fresh_negatives") else "")
         lines.append(f"| {label(name)} | {len(history['epochs'])} | "
-                     f"{cfg['learning_rate']:g} | {cfg.get('negatives', 0)} | {history['train_rows']:,} | "
+                     f"{cfg['learning_rate']:g} | {negatives} | {history['train_rows']:,} | "
                      f"{history['train_seconds']} | {last['loss']:.4f} | {last['val_loss']:.4f} |")
     lines += ["", "![loss curves](loss_curves.png)", ""]
     if tuning:

@@ -143,6 +143,13 @@ def training_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame
     return rows.sample(frac=1.0, random_state=cfg.seed, ignore_index=True)
 
 
+def epoch_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame | None, epoch: int) -> pd.DataFrame:
+    """The rows of epoch `epoch` (from 0): with cfg.fresh_negatives a new draw of negatives (seed + epoch),
+    otherwise the same rows as every other epoch."""
+    fresh = cfg.negatives and cfg.fresh_negatives
+    return training_rows(train, dataclasses.replace(cfg, seed=cfg.seed + epoch) if fresh else cfg, catalogue)
+
+
 def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfig, verbose: int = 2,
                 catalogue: pd.DataFrame | None = None):
     """Fit on `train` (the last `validation_split` of its rows are held out, as Keras does).
@@ -160,7 +167,7 @@ def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfi
         # tenth of the rows.
         losses = {"loss": [], "val_loss": []}
         for epoch in range(cfg.epochs):
-            rows = training_rows(train, dataclasses.replace(cfg, seed=cfg.seed + epoch), catalogue)
+            rows = epoch_rows(train, cfg, catalogue, epoch)
             fitted = model.fit(
                 model_inputs(rows), rows["label"].to_numpy(dtype="float32"),
                 batch_size=cfg.batch_size, epochs=epoch + 1, initial_epoch=epoch,
@@ -240,7 +247,7 @@ def train_command(
     negatives: int = typer.Option(None, min=0, help="Sampled unrated movies per rating (0: rated rows only)."),
     negative_sampler: str = typer.Option(None, help="uniform or popularity."),
     fresh_negatives: bool = typer.Option(None, "--fresh-negatives/--fixed-negatives",
-                                         help="Draw new negatives every epoch, or once (the default)."),
+                                         help="Draw new negatives every epoch, or once. Default: the model's setting."),
     seed: int = typer.Option(None),
     split: str = typer.Option("random", help=f"One of {', '.join(config.SPLITS)}."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),

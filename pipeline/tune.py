@@ -37,16 +37,17 @@ def run_candidate(cfg: TrainConfig, tuning: Processed, field_dims: dict[str, int
     """Train `cfg` for cfg.epochs, validating after each epoch; one record per epoch."""
     import tensorflow as tf
 
-    from pipeline.train import build_model, model_inputs, training_rows
+    from pipeline.train import build_model, epoch_rows, model_inputs
 
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build_model(field_dims, cfg)
-    rows = training_rows(tuning.train, cfg, tuning.movies)
-    inputs, labels = model_inputs(rows), rows["label"].to_numpy(dtype="float32")
     users = evaluate.test_users(tuning)
     records, seconds = [], 0.0
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
+        if epoch == 0 or cfg.fresh_negatives:
+            rows = epoch_rows(tuning.train, cfg, tuning.movies, epoch)
+            inputs, labels = model_inputs(rows), rows["label"].to_numpy(dtype="float32")
         model.fit(inputs, labels, batch_size=cfg.batch_size, epochs=epoch + 1, initial_epoch=epoch,
                   shuffle=True, verbose=0)
         seconds += time.perf_counter() - started
@@ -61,7 +62,8 @@ def run_candidate(cfg: TrainConfig, tuning: Processed, field_dims: dict[str, int
 
 def summary_line(record: dict) -> str:
     cfg = record["config"]
-    return (f"{cfg['model']:<12} neg={cfg['negatives']} {cfg['negative_sampler']:<10} lr={cfg['learning_rate']:g} "
+    fresh = " fresh" if cfg.get("fresh_negatives") else ""
+    return (f"{cfg['model']:<12} neg={cfg['negatives']}{fresh} {cfg['negative_sampler']:<10} lr={cfg['learning_rate']:g} "
             f"emb={cfg['embedding_dim']} epoch={record['epoch']} | seed ndcg {record['seed_protocol/ndcg@10']:.4f} "
             f"auc {record['rated/auc']:.4f} | full recall {record['full_catalog/recall@10']:.4f} "
             f"ndcg {record['full_catalog/ndcg@10']:.4f} hr {record['full_catalog/hr@10']:.4f} "
@@ -92,6 +94,8 @@ def search_space() -> list[TrainConfig]:
         dataclasses.replace(ranker, negatives=3, embedding_dim=32),
         dataclasses.replace(ranker, negatives=3, learning_rate=3e-3),
         dataclasses.replace(ranker, negatives=6, epochs=3),
+        dataclasses.replace(base["autoint_mlp"], learning_rate=1e-3, epochs=5, negatives=3),
+        dataclasses.replace(base["autoint_mlp"], learning_rate=1e-3, epochs=5, negatives=3, fresh_negatives=True),
     ]
     return grid
 

@@ -108,9 +108,10 @@ MODEL_DEFAULTS = {
     "autoint_mlp": _SEED_AUTOINT_MLP,
     "autoint_tuned": replace(_SEED_AUTOINT, model="autoint_tuned", learning_rate=1e-3, epochs=5),
     "autoint_mlp_tuned": replace(_SEED_AUTOINT_MLP, model="autoint_mlp_tuned", learning_rate=1e-3, epochs=5),
-    "autoint_ranking": replace(_SEED_AUTOINT, model="autoint_ranking", learning_rate=1e-3, epochs=4, negatives=3),
+    "autoint_ranking": replace(_SEED_AUTOINT, model="autoint_ranking", learning_rate=1e-3, epochs=4, negatives=3,
+                               fresh_negatives=True),
     "autoint_mlp_ranking": replace(_SEED_AUTOINT_MLP, model="autoint_mlp_ranking", learning_rate=1e-3, epochs=4,
-                                   negatives=3),
+                                   negatives=3, fresh_negatives=True),
 }
 # The two architectures; each name is also that of its seed-mode model.
 MODEL_NAMES = ("autoint", "autoint_mlp")

@@ -90,8 +90,9 @@ $(REPRO_METRICS): $(MODELS)/autoint.keras $(MODELS)/autoint_mlp.keras $(ENCODERS
 
 # The hyper-parameter search behind the tuned and ranking settings in pipeline/config.py (about an
 # hour on 2 cores; not part of `make all`). evaluate adds its results to the report when present.
+# ONLY="4 5" reruns those candidates (indices into tune.search_space) and merges them into tuning.json.
 tune: $(ENCODERS)
-	$(PY) -m pipeline tune
+	$(PY) -m pipeline tune $(foreach i,$(ONLY),--only $(i))
 
 test: $(DEPS)
 	$(PY) -m pytest -q

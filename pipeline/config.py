@@ -55,6 +55,8 @@ MOVIE_FIELDS = ("movie_id", "movie_decade", "movie_year", "genre1", "genre2", "g
 CONTEXT_FIELDS = ("rating_year", "rating_month", "rating_decade")
 GENRE_PLACEHOLDER = "(none)"
 LIKE_THRESHOLD = 4  # rating >= 4 is a positive; 3 is a negative, as in the seed
+MAX_RATING = 5
+TARGETS = ("liked", "rated", "graded")
 EMBEDDING_DIM = 16
 ML1M_FIELD_DIMS = (6040, 3706, 10, 81, 4, 12, 1, 18, 18, 16, 2, 7, 21, 3439)
 
@@ -73,6 +75,14 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 2048
     learning_rate: float = 1e-4
+    # Epoch e (from 0) trains at learning_rate * lr_decay ** e; 1.0 keeps it constant, as the seed did.
+    lr_decay: float = 1.0
+    # > 0: Adam keeps an exponential moving average of the weights with this momentum, and the model
+    # takes the averaged weights at the end of every epoch (smooths the epoch-to-epoch wobble). 0: off.
+    ema_momentum: float = 0.0
+    # > 0: a user's ratings weigh more the later they were made, from 1 (their first) to 1 + recency_weight
+    # (their latest); a sampled negative weighs as the rating it was drawn for. 0: every row weighs 1.
+    recency_weight: float = 0.0
     validation_split: float = 0.1
     embedding_dim: int = EMBEDDING_DIM
     att_layer_num: int = 3
@@ -89,8 +99,10 @@ class TrainConfig:
     negative_sampler: str = "uniform"
     # Draw new negatives every epoch (True) or once for all epochs (False).
     fresh_negatives: bool = False
-    # What a positive is: "liked" (rating >= 4, the seed's label) or "rated" (any rating: the model then
-    # learns P(rated), to be multiplied by a liked-given-rated model).
+    # The label of a rated row: "liked" (1 if rating >= 4, else 0: the seed's label), "rated" (1 for any
+    # rating: the model then learns P(rated)) or "graded" (rating / 5, a soft label in 0.2..1 that keeps
+    # the difference between a 1 and a 3, and in ranking mode also ranks any rated movie above an unrated
+    # one). Sampled unrated rows are 0 in every case.
     target: str = "liked"
 
 

@@ -196,25 +196,50 @@ def targets(results: dict) -> list[str]:
     return lines
 
 
+CARVE_TEXT = {"random": "a random 10 % of the random split's training rows",
+              "temporal": "each user's latest 10 % of the temporal split's training rows"}
+
+
+def describe(cfg: dict) -> str:
+    """A tuning candidate's settings in one cell."""
+    parts = ["AutoInt+MLP " + "-".join(map(str, cfg["dnn_hidden_units"])) if cfg["dnn_hidden_units"] else "AutoInt"]
+    if cfg["negatives"]:
+        parts.append(f"{cfg['negatives']} {cfg['negative_sampler']} negatives"
+                     + (", fresh each epoch" if cfg.get("fresh_negatives") else ", drawn once"))
+    else:
+        parts.append("rated rows only")
+    if cfg.get("target", "liked") != "liked":
+        parts.append(f"{cfg['target']} labels")
+    if cfg["l2_reg_embedding"] != config.TrainConfig.l2_reg_embedding:
+        parts.append(f"L2 on embeddings {cfg['l2_reg_embedding']:g}")
+    if cfg.get("recency_weight"):
+        parts.append(f"later ratings weigh up to {1 + cfg['recency_weight']:g}×")
+    if cfg.get("ema_momentum"):
+        parts.append(f"weights averaged (EMA {cfg['ema_momentum']:g})")
+    decay = f" × {cfg['lr_decay']:g}/epoch" if cfg.get("lr_decay", 1.0) != 1.0 else ""
+    parts.append(f"lr {cfg['learning_rate']:g}{decay}, batch {cfg['batch_size']}, emb {cfg['embedding_dim']}")
+    return "; ".join(parts)
+
+
 def tuning_table(tuning: dict) -> list[str]:
-    lines = [f"Validation: {tuning['validation']['fit_rows']:,} training rows to fit, "
-             f"{tuning['validation']['validation_rows']:,} held-out training rows of "
-             f"{tuning['validation']['users']:,} random users to score (the test rows are never used).", "",
-             "| candidate | negatives | sampler | lr | emb | epoch | seed NDCG@10 | AUC | full Recall@10 | full NDCG@10 | full HR@10 | train s |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for record in tuning["baselines"]:
-        lines.append(f"| {label(record['baseline'])} | | | | | | "
-                     f"{record['seed_protocol/ndcg@10']:.4f} | {record['rated/auc']:.4f} | "
-                     f"{record['full_catalog/recall@10']:.4f} | {record['full_catalog/ndcg@10']:.4f} | "
-                     f"{record['full_catalog/hr@10']:.4f} | |")
-    for record in tuning["candidates"]:
-        cfg = record["config"]
-        sampler = cfg["negative_sampler"] + (", fresh each epoch" if cfg.get("fresh_negatives") else "")
-        lines.append(f"| {'AutoInt+MLP' if cfg['dnn_hidden_units'] else 'AutoInt'} | {cfg['negatives']} | "
-                     f"{sampler} | {cfg['learning_rate']:g} | {cfg['embedding_dim']} | {record['epoch']} | "
-                     f"{record['seed_protocol/ndcg@10']:.4f} | {record['rated/auc']:.4f} | "
-                     f"{record['full_catalog/recall@10']:.4f} | {record['full_catalog/ndcg@10']:.4f} | "
-                     f"{record['full_catalog/hr@10']:.4f} | {record['train_seconds']} |")
+    lines = []
+    for carve, part in tuning.items():
+        lines += [f"### Validation carve: {carve}", "",
+                  f"{part['validation']['fit_rows']:,} training rows to fit; scored on "
+                  f"{part['validation']['validation_rows']:,} held-out rows ({CARVE_TEXT.get(carve, carve)}) of "
+                  f"{part['validation']['users']:,} random users. The test rows are never used.", "",
+                  "| candidate | epoch | seed NDCG@10 | AUC | full Recall@10 | full NDCG@10 | full HR@10 | train s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for record in part["baselines"]:
+            lines.append(f"| {label(record['baseline'])} | | {record['seed_protocol/ndcg@10']:.4f} | "
+                         f"{record['rated/auc']:.4f} | {record['full_catalog/recall@10']:.4f} | "
+                         f"{record['full_catalog/ndcg@10']:.4f} | {record['full_catalog/hr@10']:.4f} | |")
+        for record in part["candidates"]:
+            lines.append(f"| {describe(record['config'])} | {record['epoch']} | "
+                         f"{record['seed_protocol/ndcg@10']:.4f} | {record['rated/auc']:.4f} | "
+                         f"{record['full_catalog/recall@10']:.4f} | {record['full_catalog/ndcg@10']:.4f} | "
+                         f"{record['full_catalog/hr@10']:.4f} | {record['train_seconds']} |")
+        lines.append("")
     return lines
 
 

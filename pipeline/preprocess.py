@@ -182,8 +182,8 @@ def split_random(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def split_temporal(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-user temporal holdout: each user's latest 20 % of ratings (at least one) are test.
+def split_temporal(frame: pd.DataFrame, test_size: float = config.TEST_SIZE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-user temporal holdout: each user's latest `test_size` of ratings (at least one) are test.
 
     A random split lets a user's later ratings teach the model about earlier ones; this one does not.
     Ratings with the same timestamp keep their file order.
@@ -191,7 +191,7 @@ def split_temporal(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     order = frame.sort_values(["user_id", "timestamp"], kind="stable")
     position = order.groupby("user_id").cumcount().to_numpy()
     count = order.groupby("user_id")["user_id"].transform("size").to_numpy()
-    n_test = np.maximum(1, np.floor(count * config.TEST_SIZE)).astype(int)
+    n_test = np.maximum(1, np.floor(count * test_size)).astype(int)
     is_test = position >= count - n_test
     return order[~is_test].reset_index(drop=True), order[is_test].reset_index(drop=True)
 

@@ -81,8 +81,22 @@ def build_model(field_dims: dict[str, int], cfg: TrainConfig):
         dnn_dropout=cfg.dnn_dropout, l2_reg_embedding=cfg.l2_reg_embedding, l2_reg_dnn=cfg.l2_reg_dnn,
         seed=cfg.seed, task="binary",
     )
-    model.compile(tf.keras.optimizers.Adam(cfg.learning_rate), "binary_crossentropy")
+    optimizer = tf.keras.optimizers.Adam(cfg.learning_rate, use_ema=cfg.ema_momentum > 0,
+                                         ema_momentum=cfg.ema_momentum or 0.99)
+    model.compile(optimizer, "binary_crossentropy")
     return model
+
+
+def lr_schedule(cfg: TrainConfig):
+    """The Keras callback that sets epoch e's learning rate to cfg.learning_rate * cfg.lr_decay ** e."""
+    import tensorflow as tf
+
+    return tf.keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay ** epoch)
+
+
+def row_weights(rows: pd.DataFrame) -> np.ndarray | None:
+    """The per-row loss weights training_rows set (cfg.recency_weight), or None when every row weighs 1."""
+    return rows["weight"].to_numpy(dtype="float32") if "weight" in rows else None
 
 
 def model_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -132,8 +146,16 @@ def training_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame
     Shuffled once here, because Keras holds out the *last* rows for validation and would otherwise
     validate on sampled rows only.
     """
+    if cfg.recency_weight:
+        order = train.groupby("user_id")["timestamp"].rank(method="first") - 1
+        latest = train.groupby("user_id")["timestamp"].transform("size").clip(lower=2) - 1
+        train = train.assign(weight=(1 + cfg.recency_weight * order / latest).astype("float32"))
     if cfg.target == "rated":
-        train = train.assign(label=np.int8(1))
+        train = train.assign(label=np.float32(1))
+    elif cfg.target == "graded":
+        train = train.assign(label=(train["rating"] / config.MAX_RATING).astype("float32"))
+    elif cfg.target != "liked":
+        raise ValueError(f"unknown target {cfg.target!r}; expected one of {', '.join(config.TARGETS)}")
     if cfg.negatives == 0:
         return train
     if catalogue is None:
@@ -169,9 +191,10 @@ def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfi
         for epoch in range(cfg.epochs):
             rows = epoch_rows(train, cfg, catalogue, epoch)
             fitted = model.fit(
-                model_inputs(rows), rows["label"].to_numpy(dtype="float32"),
+                model_inputs(rows), rows["label"].to_numpy(dtype="float32"), sample_weight=row_weights(rows),
                 batch_size=cfg.batch_size, epochs=epoch + 1, initial_epoch=epoch,
                 validation_split=cfg.validation_split, shuffle=True, verbose=verbose,
+                callbacks=[lr_schedule(cfg)],
             )
             for key in losses:
                 losses[key] += fitted.history.get(key, [float("nan")])
@@ -179,9 +202,9 @@ def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfi
     else:
         train = training_rows(train, cfg, catalogue)
         losses = model.fit(
-            model_inputs(train), train["label"].to_numpy(dtype="float32"),
+            model_inputs(train), train["label"].to_numpy(dtype="float32"), sample_weight=row_weights(train),
             batch_size=cfg.batch_size, epochs=cfg.epochs, validation_split=cfg.validation_split,
-            shuffle=True, verbose=verbose,
+            shuffle=True, verbose=verbose, callbacks=[lr_schedule(cfg)],
         ).history
     history = {
         "config": dataclasses.asdict(cfg),

@@ -1,6 +1,7 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -137,3 +138,57 @@ def test_fresh_negatives_draw_new_unrated_movies_every_epoch(processed, monkeypa
     assert all(np.isfinite(epoch["loss"]) and np.isfinite(epoch["val_loss"]) for epoch in history["epochs"])
     assert len(drawn) == 2 and (drawn[0][:, 0] == drawn[1][:, 0]).all()  # the same ratings' users …
     assert (drawn[0][:, 1] != drawn[1][:, 1]).mean() > 0.5  # … with other movies drawn for them
+
+
+@pytest.mark.parametrize("target", config.TARGETS)
+def test_target_sets_the_label_of_rated_rows_and_sampled_rows_stay_zero(processed, target):
+    from pipeline.train import training_rows
+
+    cfg = dataclasses.replace(config.MODEL_DEFAULTS["autoint_ranking"], target=target)
+    rows = training_rows(processed.train, cfg, processed.movies)
+    rated, sampled = rows[rows["rating"] > 0], rows[rows["rating"] == 0]
+    expected = {"liked": (rated["rating"] >= config.LIKE_THRESHOLD).astype(float),
+                "rated": np.ones(len(rated)), "graded": rated["rating"] / config.MAX_RATING}[target]
+    assert np.allclose(rated["label"].to_numpy(dtype=float), np.asarray(expected, dtype=float))
+    assert len(sampled) == cfg.negatives * len(processed.train) and (sampled["label"] == 0).all()
+    with pytest.raises(ValueError, match="unknown target"):
+        training_rows(processed.train, dataclasses.replace(cfg, target="stars"), processed.movies)
+
+
+def test_lr_decay_lowers_the_learning_rate_every_epoch(processed):
+    cfg = small("autoint", epochs=3, learning_rate=1e-2, lr_decay=0.5)
+    model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg, verbose=0)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.5 ** 2)
+
+
+def test_ema_leaves_the_model_with_slowly_moving_averaged_weights(processed):
+    import tensorflow as tf
+
+    def distance_moved(cfg):
+        tf.keras.utils.set_random_seed(cfg.seed)
+        start = [w.numpy() for w in train.build_model(processed.encoders.dims(), cfg).trainable_weights]
+        model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg, verbose=0)
+        return sum(float(np.abs(w.numpy() - s).sum()) for w, s in zip(model.trainable_weights, start))
+
+    plain = distance_moved(small("autoint", learning_rate=1e-2))
+    averaged = distance_moved(small("autoint", learning_rate=1e-2, ema_momentum=0.999))
+    assert 0 < averaged < 0.5 * plain
+
+
+def test_recency_weight_weighs_a_users_later_ratings_more_and_negatives_as_their_rating(processed):
+    from pipeline.train import row_weights, training_rows
+
+    cfg = dataclasses.replace(config.MODEL_DEFAULTS["autoint_ranking"], recency_weight=2.0)
+    rows = training_rows(processed.train, cfg, processed.movies)
+    rated = rows[rows["rating"] > 0].sort_values(["user_id", "timestamp"], kind="stable")
+    first, last = rated.groupby("user_id")["weight"].first(), rated.groupby("user_id")["weight"].last()
+    assert np.allclose(first, 1.0) and np.allclose(last, 3.0)
+    assert (rated.groupby("user_id")["weight"].diff().dropna() >= 0).all()
+    # A sampled row weighs as the rating it was drawn for (same user, same rating time).
+    by_time = rated.groupby(["user_id", "timestamp"])["weight"].agg(["min", "max"])
+    sampled = rows[rows["rating"] == 0]
+    drawn_for = by_time.reindex(pd.MultiIndex.from_frame(sampled[["user_id", "timestamp"]]))
+    weight = sampled["weight"].to_numpy()
+    assert ((drawn_for["min"].to_numpy() <= weight) & (weight <= drawn_for["max"].to_numpy())).all()
+    assert row_weights(training_rows(processed.train, config.MODEL_DEFAULTS["autoint_ranking"],
+                                     processed.movies)) is None

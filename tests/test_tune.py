@@ -1,5 +1,6 @@
 """make tune: candidates are scored after every epoch on validation rows carved from the training rows."""
 import dataclasses
+import json
 
 import numpy as np
 
@@ -25,3 +26,45 @@ def test_candidates_are_scored_every_epoch_and_fresh_negatives_are_redrawn(raw_d
         assert len(draws) == (2 if fresh else 1)
     assert (draws[0]["movie_id"].to_numpy() != draws[1]["movie_id"].to_numpy()).mean() > 0.5
     assert np.array_equal(draws[0]["user_id"].to_numpy(), draws[1]["user_id"].to_numpy())
+
+
+def test_temporal_carve_holds_out_each_users_latest_training_rows(raw_dir):
+    data = preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    tuning = tune.carve_validation(data, users_sample=30, carve="temporal")
+    temporal = data.split("temporal")
+    assert len(tuning.train) + len(tuning.test) <= len(temporal.train)
+    assert tuning.test["user_id"].nunique() == 30
+    test_pairs = set(zip(temporal.test["user_id"], temporal.test["movie_id"]))
+    assert not test_pairs & set(zip(tuning.test["user_id"], tuning.test["movie_id"]))
+    last_fit = tuning.train.groupby("user_id")["timestamp"].max()
+    first_val = tuning.test.groupby("user_id")["timestamp"].min()
+    assert (first_val >= last_fit.loc[first_val.index]).all()
+
+
+def test_tune_command_merges_candidates_run_one_at_a_time_and_the_report_lists_them(small_run, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline import evaluate
+    from pipeline.cli import app
+
+    tiny = dataclasses.replace(config.MODEL_DEFAULTS["autoint_ranking"], epochs=1, batch_size=1024)
+    space = [tune.Candidate("random", tiny), tune.Candidate("temporal", dataclasses.replace(tiny, target="graded"))]
+    monkeypatch.setattr(tune, "search_space", lambda: space)
+    out = small_run / "tuning.json"
+    args = ["tune", "--users-sample", "20", "--processed-dir", str(small_run / "data" / "processed"), "--out", str(out)]
+    for index in ("1", "0", "1"):
+        result = CliRunner().invoke(app, [*args, "--only", index])
+        assert result.exit_code == 0, result.output
+    tuning = json.loads(out.read_text())
+    assert set(tuning) == {"random", "temporal"}
+    assert [len(tuning[carve]["candidates"]) for carve in ("random", "temporal")] == [1, 1]  # re-run replaced
+    assert tuning["temporal"]["candidates"][0]["config"]["target"] == "graded"
+    table = "\n".join(evaluate.tuning_table(tuning))
+    assert "Validation carve: temporal" in table and "most popular" in table
+
+    monkeypatch.setattr(tune, "search_space", lambda: space[:1])  # a candidate dropped from the search
+    result = CliRunner().invoke(app, [*args, "--only", "0"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(out.read_text())) == {"random"}
+    result = CliRunner().invoke(app, [*args, "--only", "5"])
+    assert result.exit_code == 2 and "--only" in result.output

@@ -88,8 +88,8 @@ repro: $(REPRO_METRICS)
 $(REPRO_METRICS): $(MODELS)/autoint.keras $(MODELS)/autoint_mlp.keras $(ENCODERS) pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py pipeline/scoring.py | $(DEPS)
 	$(PY) -m pipeline evaluate --seed-only --out-dir artifacts/repro
 
-# The hyper-parameter search behind the tuned and ranking settings in pipeline/config.py (about an
-# hour on 2 cores; not part of `make all`). evaluate adds its results to the report when present.
+# The hyper-parameter search behind the tuned and ranking settings in pipeline/config.py (about two
+# hours on 2 cores; not part of `make all`). evaluate adds its results to the report when present.
 # ONLY="4 5" reruns those candidates (indices into tune.search_space) and merges them into tuning.json.
 tune: $(ENCODERS)
 	$(PY) -m pipeline tune $(foreach i,$(ONLY),--only $(i))

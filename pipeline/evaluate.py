@@ -202,7 +202,8 @@ CARVE_TEXT = {"random": "a random 10 % of the random split's training rows",
 
 def describe(cfg: dict) -> str:
     """A tuning candidate's settings in one cell."""
-    parts = ["AutoInt+MLP " + "-".join(map(str, cfg["dnn_hidden_units"])) if cfg["dnn_hidden_units"] else "AutoInt"]
+    units = cfg["dnn_hidden_units"]
+    parts = [f"AutoInt+MLP {'-'.join(map(str, units))} (dropout {cfg['dnn_dropout']:g})" if units else "AutoInt"]
     if cfg["negatives"]:
         parts.append(f"{cfg['negatives']} {cfg['negative_sampler']} negatives"
                      + (", fresh each epoch" if cfg.get("fresh_negatives") else ", drawn once"))

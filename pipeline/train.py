@@ -81,9 +81,8 @@ def build_model(field_dims: dict[str, int], cfg: TrainConfig):
         dnn_dropout=cfg.dnn_dropout, l2_reg_embedding=cfg.l2_reg_embedding, l2_reg_dnn=cfg.l2_reg_dnn,
         seed=cfg.seed, task="binary",
     )
-    optimizer = tf.keras.optimizers.Adam(cfg.learning_rate, use_ema=cfg.ema_momentum > 0,
-                                         ema_momentum=cfg.ema_momentum or 0.99)
-    model.compile(optimizer, "binary_crossentropy")
+    ema = {"use_ema": True, "ema_momentum": cfg.ema_momentum} if cfg.ema_momentum else {}
+    model.compile(tf.keras.optimizers.Adam(cfg.learning_rate, **ema), "binary_crossentropy")
     return model
 
 

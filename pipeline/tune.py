@@ -2,7 +2,8 @@
 
 The test rows are never read here. Each candidate is trained epoch by epoch and scored after every
 epoch under the same protocols as `evaluate`, on a random sample of validation users, so the number
-of epochs is tuned without retraining. Output: artifacts/tuning.json (one record per candidate × epoch).
+of epochs is tuned without retraining. Output: artifacts/tuning.json, per validation carve its size,
+the baselines' scores and one record per candidate × epoch.
 """
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def run_candidate(cfg: TrainConfig, tuning: Processed, field_dims: dict[str, int
 
 
 def summary_line(record: dict) -> str:
-    return (f"{evaluate.describe(record['config'])}; epoch {record['epoch']} | seed ndcg {record['seed_protocol/ndcg@10']:.4f} "
+    return (f"{evaluate.describe(record['config'])}; epoch {record['epoch']} | "
+            f"seed ndcg {record['seed_protocol/ndcg@10']:.4f} "
             f"auc {record['rated/auc']:.4f} | full recall {record['full_catalog/recall@10']:.4f} "
             f"ndcg {record['full_catalog/ndcg@10']:.4f} hr {record['full_catalog/hr@10']:.4f} "
             f"| {record['train_seconds']} s")

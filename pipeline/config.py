@@ -5,7 +5,7 @@ Stages and tests import from here; nothing else defines a path, a field list or 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 # DeepCTR runs on tf-keras (see README); this must be set before TensorFlow is first imported,
@@ -104,6 +104,11 @@ class TrainConfig:
     # the difference between a 1 and a 3, and in ranking mode also ranks any rated movie above an unrated
     # one). Sampled unrated rows are 0 in every case.
     target: str = "liked"
+
+
+def with_defaults(stored: dict) -> dict:
+    """A TrainConfig stored as a dict (tuning.json), with settings added since it was written at their defaults."""
+    return {**asdict(TrainConfig()), **stored}
 
 
 _SEED_AUTOINT = TrainConfig(model="autoint")

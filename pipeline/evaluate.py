@@ -201,23 +201,24 @@ CARVE_TEXT = {"random": "a random 10 % of the random split's training rows",
 
 
 def describe(cfg: dict) -> str:
-    """A tuning candidate's settings in one cell."""
+    """A tuning candidate's settings in one cell (settings a record predates take their defaults)."""
+    cfg = config.with_defaults(cfg)
     units = cfg["dnn_hidden_units"]
     parts = [f"AutoInt+MLP {'-'.join(map(str, units))} (dropout {cfg['dnn_dropout']:g})" if units else "AutoInt"]
     if cfg["negatives"]:
         parts.append(f"{cfg['negatives']} {cfg['negative_sampler']} negatives"
-                     + (", fresh each epoch" if cfg.get("fresh_negatives") else ", drawn once"))
+                     + (", fresh each epoch" if cfg["fresh_negatives"] else ", drawn once"))
     else:
         parts.append("rated rows only")
-    if cfg.get("target", "liked") != "liked":
+    if cfg["target"] != "liked":
         parts.append(f"{cfg['target']} labels")
     if cfg["l2_reg_embedding"] != config.TrainConfig.l2_reg_embedding:
         parts.append(f"L2 on embeddings {cfg['l2_reg_embedding']:g}")
-    if cfg.get("recency_weight"):
+    if cfg["recency_weight"]:
         parts.append(f"later ratings weigh up to {1 + cfg['recency_weight']:g}×")
-    if cfg.get("ema_momentum"):
+    if cfg["ema_momentum"]:
         parts.append(f"weights averaged (EMA {cfg['ema_momentum']:g})")
-    decay = f" × {cfg['lr_decay']:g}/epoch" if cfg.get("lr_decay", 1.0) != 1.0 else ""
+    decay = f" × {cfg['lr_decay']:g}/epoch" if cfg["lr_decay"] != 1.0 else ""
     parts.append(f"lr {cfg['learning_rate']:g}{decay}, batch {cfg['batch_size']}, emb {cfg['embedding_dim']}")
     return "; ".join(parts)
 

@@ -102,6 +102,13 @@ def model_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {field: frame[field].to_numpy(dtype="int64") for field in config.FIELDS}
 
 
+def fit_arguments(rows: pd.DataFrame, cfg: TrainConfig) -> dict:
+    """What every model.fit here is given for `rows` under `cfg`: inputs, labels, row weights, batch size
+    and the learning-rate schedule (train and tune both use it, so they cannot drift apart)."""
+    return {"x": model_inputs(rows), "y": rows["label"].to_numpy(dtype="float32"),
+            "sample_weight": row_weights(rows), "batch_size": cfg.batch_size, "callbacks": [lr_schedule(cfg)]}
+
+
 def sample_unrated(train: pd.DataFrame, catalogue: pd.DataFrame, negatives: int, sampler: str,
                    seed: int) -> pd.DataFrame:
     """For every training rating, `negatives` movies its user has no training rating for, as label-0 rows.
@@ -189,22 +196,15 @@ def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfi
         losses = {"loss": [], "val_loss": []}
         for epoch in range(cfg.epochs):
             rows = epoch_rows(train, cfg, catalogue, epoch)
-            fitted = model.fit(
-                model_inputs(rows), rows["label"].to_numpy(dtype="float32"), sample_weight=row_weights(rows),
-                batch_size=cfg.batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                validation_split=cfg.validation_split, shuffle=True, verbose=verbose,
-                callbacks=[lr_schedule(cfg)],
-            )
+            fitted = model.fit(**fit_arguments(rows, cfg), epochs=epoch + 1, initial_epoch=epoch,
+                               validation_split=cfg.validation_split, shuffle=True, verbose=verbose)
             for key in losses:
                 losses[key] += fitted.history.get(key, [float("nan")])
         train = rows
     else:
         train = training_rows(train, cfg, catalogue)
-        losses = model.fit(
-            model_inputs(train), train["label"].to_numpy(dtype="float32"), sample_weight=row_weights(train),
-            batch_size=cfg.batch_size, epochs=cfg.epochs, validation_split=cfg.validation_split,
-            shuffle=True, verbose=verbose, callbacks=[lr_schedule(cfg)],
-        ).history
+        losses = model.fit(**fit_arguments(train, cfg), epochs=cfg.epochs, validation_split=cfg.validation_split,
+                           shuffle=True, verbose=verbose).history
     history = {
         "config": dataclasses.asdict(cfg),
         "epochs": [

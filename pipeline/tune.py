@@ -42,8 +42,8 @@ def carve_validation(data: Processed, users_sample: int, seed: int = 0, carve: s
         is_val = rng.random(len(data.train)) < VALIDATION_SHARE
         fit, val = data.train[~is_val].reset_index(drop=True), data.train[is_val]
     elif carve == "temporal":
-        fit, val = split_temporal(data.split("temporal").train, VALIDATION_SHARE)
         data = data.split("temporal")
+        fit, val = split_temporal(data.train, VALIDATION_SHARE)
     else:
         raise ValueError(f"unknown carve {carve!r}; expected one of {', '.join(CARVES)}")
     users = val["user_id"].unique()
@@ -56,7 +56,7 @@ def run_candidate(cfg: TrainConfig, tuning: Processed, field_dims: dict[str, int
     """Train `cfg` for cfg.epochs, validating after each epoch; one record per epoch."""
     import tensorflow as tf
 
-    from pipeline.train import build_model, epoch_rows, lr_schedule, model_inputs, row_weights
+    from pipeline.train import build_model, epoch_rows, fit_arguments
 
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build_model(field_dims, cfg)
@@ -65,10 +65,8 @@ def run_candidate(cfg: TrainConfig, tuning: Processed, field_dims: dict[str, int
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
         if epoch == 0 or cfg.fresh_negatives:
-            rows = epoch_rows(tuning.train, cfg, tuning.movies, epoch)
-            inputs, labels = model_inputs(rows), rows["label"].to_numpy(dtype="float32")
-        model.fit(inputs, labels, sample_weight=row_weights(rows), batch_size=cfg.batch_size,
-                  epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0, callbacks=[lr_schedule(cfg)])
+            arguments = fit_arguments(epoch_rows(tuning.train, cfg, tuning.movies, epoch), cfg)
+        model.fit(**arguments, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
         seconds += time.perf_counter() - started
         result, _, _ = evaluate.evaluate_scorer(ModelScorer(model), tuning, users)
         record = {"config": dataclasses.asdict(cfg), "epoch": epoch + 1, "train_seconds": round(seconds, 1),
@@ -140,7 +138,7 @@ def empty_results(tuning: Processed, baselines: list[dict]) -> dict:
 
 def config_key(cfg: dict) -> str:
     """A candidate's identity; settings added to TrainConfig since a record was written take their defaults."""
-    return json.dumps({**dataclasses.asdict(TrainConfig()), **cfg}, sort_keys=True)
+    return json.dumps(config.with_defaults(cfg), sort_keys=True)
 
 
 def keep_current(results: dict, candidates: list[Candidate]) -> dict:

@@ -6,7 +6,7 @@ Reads artifacts/metrics.json, written by the evaluate stage, of this shape:
                             "rated": {"auc": .., "logloss": .., "ndcg@10": .., "users": ..},
                             "full_catalog": {"recall@10": .., "ndcg@10": .., "hr@10": .., "users": ..}},
                 "autoint_mlp": {...}},
-     "baselines": {"random": {...same protocols...}, "most_popular": {...}, "positive_rate": {...}}}
+     "baselines": {"random": {...same protocols...}, "most_popular": {...}, "positive_rate": {...}, "ease": {...}}}
 
 Every model and metric of SEED_TABLE must be present under models.<model>.seed_protocol, be a
 finite number, and lie within REPRO_TOLERANCE of the published value (boundary inclusive).

@@ -73,7 +73,7 @@ def test_random_baseline_is_fixed_per_pair_whatever_the_batching():
 def test_unknown_baseline_is_rejected():
     with pytest.raises(ValueError, match="unknown baseline"):
         baselines.fit_baseline("oracle", TRAIN)
-    assert baselines.BASELINES == ("random", "most_popular", "positive_rate")
+    assert baselines.BASELINES == ("random", "most_popular", "positive_rate", "ease")
 
 
 def test_popularity_counts_go_through_the_metrics_without_a_logloss():
@@ -82,3 +82,33 @@ def test_popularity_counts_go_through_the_metrics_without_a_logloss():
     result = rated_metrics(test)
     assert result["logloss"] is None
     assert result["auc"] == pytest.approx(1.0)
+
+
+# Movies 0 and 1 are always liked together; movie 2 is liked alone; movie 3 is rated but never liked.
+CO_LIKED = pd.DataFrame({
+    "user_id": [0, 0, 1, 1, 2, 2, 3, 4, 5, 5],
+    "movie_id": [0, 1, 0, 1, 0, 1, 2, 2, 3, 0],
+    "label": [1, 1, 1, 1, 1, 1, 1, 1, 0, 1],
+})
+
+
+def test_ease_weights_have_a_zero_diagonal_and_link_movies_liked_together():
+    liked = baselines.liked_matrix(CO_LIKED, n_users=6, n_movies=4)
+    assert liked.sum() == 9 and liked[5, 3] == 0 and liked[5, 0] == 1
+    weights = baselines.ease_weights(liked, l2=1.0)
+    np.testing.assert_array_equal(np.diag(weights), 0.0)
+    assert weights[0, 1] > 0.3 and weights[1, 0] > 0.3  # co-liked movies predict each other
+    assert abs(weights[0, 2]) < 0.05 and abs(weights[2, 1]) < 0.05  # never liked together
+    np.testing.assert_array_equal(weights[:, 3], 0.0)  # no one liked movie 3: nothing predicts it
+    # More regularisation shrinks every weight.
+    assert np.abs(baselines.ease_weights(liked, l2=100.0)).max() < np.abs(weights).max()
+
+
+def test_ease_scorer_ranks_the_co_liked_movie_first_and_scores_unknown_codes_zero():
+    score = baselines.fit_baseline("ease", CO_LIKED)
+    # User 5 liked movie 0 only: movie 1 (always liked with 0) must outrank movie 2 and movie 3.
+    user5 = score(np.array([5, 5, 5]), np.array([1, 2, 3]))
+    assert user5[0] > user5[1] and user5[0] > user5[2]
+    # User 3 liked movie 2 only, which no one liked with 0 or 1.
+    assert score(np.array([3]), np.array([2]))[0] == pytest.approx(0.0, abs=1e-12)  # own movie: zero diagonal
+    np.testing.assert_array_equal(score(np.array([99, 0]), np.array([0, 99])), [0.0, 0.0])

@@ -10,7 +10,7 @@ def test_small_run_writes_every_artifact(small_run):
     results = json.loads((artifacts / "metrics.json").read_text())
     assert set(results["models"]) == {*config.SEED_MODELS, *config.RANKING_MODELS}
     assert set(results["temporal"]["models"]) == {"autoint_ranking"}
-    assert set(results["baselines"]) == {"random", "most_popular", "positive_rate"}
+    assert set(results["baselines"]) == {"random", "most_popular", "positive_rate", "ease"}
     for name in ("autoint", "autoint_mlp", "autoint_ranking", "most_popular"):
         assert (artifacts / "predictions" / f"{name}.parquet").is_file()
         assert (artifacts / "top10" / f"{name}.parquet").is_file()
@@ -18,7 +18,12 @@ def test_small_run_writes_every_artifact(small_run):
     for name in ("report.md", "loss_curves.png", "metrics.png"):
         assert (artifacts / name).stat().st_size > 0
     report = (artifacts / "report.md").read_text()
-    assert "## Temporal split" in report and "## Targets" in report
+    assert "## Targets" in report
+    # One table holds every model and baseline of both splits.
+    table = report.split("## Every model and baseline under every protocol and split")[1].split("\n\n")[1]
+    assert "| AutoInt ranking | random |" in table and "| AutoInt ranking | temporal |" in table
+    assert "| EASE (item-item, reference) | random |" in table and "| most popular | temporal |" in table
+    assert "the EASE reference on the temporal split reaches" in report
 
 
 def test_makefile_trains_the_models_config_evaluates():

@@ -97,6 +97,8 @@ class TrainConfig:
     # Sampled unrated movies per rating, added as label-0 rows (0 = the seed's mode: rated rows only).
     negatives: int = 0
     negative_sampler: str = "uniform"
+    # "rating": `negatives` per rating (heavy users get the most); "user": the same total for every user.
+    negatives_per: str = "rating"
     # Draw new negatives every epoch (True) or once for all epochs (False).
     fresh_negatives: bool = False
     # The label of a rated row: "liked" (1 if rating >= 4, else 0: the seed's label), "rated" (1 for any

@@ -221,6 +221,7 @@ def describe(cfg: dict) -> str:
     parts = [f"AutoInt+MLP {'-'.join(map(str, units))} (dropout {cfg['dnn_dropout']:g})" if units else "AutoInt"]
     if cfg["negatives"]:
         parts.append(f"{cfg['negatives']} {cfg['negative_sampler']} negatives"
+                     + (" per rating on average, the same count for every user" if cfg["negatives_per"] == "user" else "")
                      + (", fresh each epoch" if cfg["fresh_negatives"] else ", drawn once"))
     else:
         parts.append("rated rows only")

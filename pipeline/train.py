@@ -109,9 +109,28 @@ def fit_arguments(rows: pd.DataFrame, cfg: TrainConfig) -> dict:
             "sample_weight": row_weights(rows), "batch_size": cfg.batch_size, "callbacks": [lr_schedule(cfg)]}
 
 
+def negative_sources(train: pd.DataFrame, negatives: int, per: str, rng: np.random.Generator) -> np.ndarray:
+    """Which training rating (row position) each sampled negative is drawn for.
+
+    per="rating": `negatives` for every rating, so a user gets negatives × their number of ratings.
+    per="user": every user gets the same count, negatives × the mean number of ratings per user (rounded),
+    drawn for ratings of theirs picked at random; light users then meet more unrated movies, heavy users fewer.
+    """
+    if per == "rating":
+        return np.repeat(np.arange(len(train)), negatives)
+    if per != "user":
+        raise ValueError(f"unknown negatives_per {per!r}; expected rating or user")
+    rows_by_user = np.argsort(train["user_id"].to_numpy(), kind="stable")
+    _, starts, sizes = np.unique(train["user_id"].to_numpy()[rows_by_user], return_index=True, return_counts=True)
+    each = int(round(negatives * len(train) / len(sizes)))
+    picked = np.repeat(starts, each) + (rng.random(each * len(sizes)) * np.repeat(sizes, each)).astype(np.int64)
+    return rows_by_user[picked]
+
+
 def sample_unrated(train: pd.DataFrame, catalogue: pd.DataFrame, negatives: int, sampler: str,
-                   seed: int) -> pd.DataFrame:
-    """For every training rating, `negatives` movies its user has no training rating for, as label-0 rows.
+                   seed: int, per: str = "rating") -> pd.DataFrame:
+    """`negatives` movies per training rating (or per user on average: negative_sources) that the user has
+    no training rating for, as label-0 rows.
 
     A sampled row keeps the user's fields and the rating-time context of the real rating it was drawn
     for; its movie fields come from `catalogue`. `sampler` is "uniform" over the catalogue or
@@ -128,7 +147,7 @@ def sample_unrated(train: pd.DataFrame, catalogue: pd.DataFrame, negatives: int,
     else:
         raise ValueError(f"unknown negative sampler {sampler!r}; expected uniform or popularity")
     rated = np.unique(train["user_id"].to_numpy() * n_movies + train["movie_id"].to_numpy())
-    source = np.repeat(np.arange(len(train)), negatives)
+    source = negative_sources(train, negatives, per, rng)
     users = train["user_id"].to_numpy()[source]
     movies = rng.choice(n_movies, size=len(source), p=weights)
     # Redraw the few draws that hit a rated movie; users have rated at most ~2/3 of the catalogue.
@@ -166,7 +185,8 @@ def training_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame
         return train
     if catalogue is None:
         raise ValueError("negative sampling needs the movie catalogue")
-    rows = pd.concat([train, sample_unrated(train, catalogue, cfg.negatives, cfg.negative_sampler, cfg.seed)],
+    rows = pd.concat([train, sample_unrated(train, catalogue, cfg.negatives, cfg.negative_sampler, cfg.seed,
+                                                 cfg.negatives_per)],
                      ignore_index=True)
     return rows.sample(frac=1.0, random_state=cfg.seed, ignore_index=True)
 
@@ -268,6 +288,7 @@ def train_command(
     validation_split: float = typer.Option(None, min=0.0, max=0.9),
     negatives: int = typer.Option(None, min=0, help="Sampled unrated movies per rating (0: rated rows only)."),
     negative_sampler: str = typer.Option(None, help="uniform or popularity."),
+    negatives_per: str = typer.Option(None, help="rating (negatives per rating) or user (the same count per user)."),
     fresh_negatives: bool = typer.Option(None, "--fresh-negatives/--fixed-negatives",
                                          help="Draw new negatives every epoch, or once. Default: the model's setting."),
     seed: int = typer.Option(None),
@@ -284,13 +305,14 @@ def train_command(
         "att_layer_num": att_layer_num, "att_head_num": att_head_num,
         "dnn_hidden_units": parse_units(dnn_hidden_units), "dnn_dropout": dnn_dropout,
         "validation_split": validation_split, "seed": seed, "negatives": negatives,
-        "negative_sampler": negative_sampler, "fresh_negatives": fresh_negatives,
+        "negative_sampler": negative_sampler, "negatives_per": negatives_per, "fresh_negatives": fresh_negatives,
     }
     cfg = dataclasses.replace(config.MODEL_DEFAULTS[model],
                               **{key: value for key, value in overrides.items() if value is not None})
-    if split not in config.SPLITS or cfg.negative_sampler not in ("uniform", "popularity"):
-        typer.echo(f"error: split must be one of {', '.join(config.SPLITS)} and the sampler uniform or popularity",
-                   err=True)
+    if (split not in config.SPLITS or cfg.negative_sampler not in ("uniform", "popularity")
+            or cfg.negatives_per not in ("rating", "user")):
+        typer.echo(f"error: split must be one of {', '.join(config.SPLITS)}, the sampler uniform or popularity "
+                   "and negatives-per rating or user", err=True)
         raise typer.Exit(2)
     try:
         data = load_processed(processed_dir).split(split)

@@ -127,6 +127,7 @@ def search_space() -> list[Candidate]:
         Candidate("random", dataclasses.replace(base["autoint"], learning_rate=1e-3, embedding_dim=32, epochs=8)),
         Candidate("random", dataclasses.replace(seed_task, dnn_hidden_units=(512, 256))),
         Candidate("temporal", dataclasses.replace(ranker, negative_sampler="popularity", epochs=4)),
+        Candidate("temporal", dataclasses.replace(ranker, negatives_per="user")),
     ]
 
 

@@ -86,6 +86,9 @@ def test_command_rejects_unknown_model_and_missing_data(tmp_path):
     assert result.exit_code == 2 and "unknown model" in result.output
     result = CliRunner().invoke(app, ["train", "--processed-dir", str(tmp_path)])
     assert result.exit_code == 2 and "make preprocess" in result.output
+    for option, value in (("--negative-sampler", "zipf"), ("--negatives-per", "movie"), ("--split", "weekly")):
+        result = CliRunner().invoke(app, ["train", option, value, "--processed-dir", str(tmp_path)])
+        assert result.exit_code == 2 and "negatives-per rating or user" in result.output
 
 
 def test_sampled_negatives_are_unrated_movies_with_the_real_ratings_context(processed):
@@ -108,6 +111,25 @@ def test_sampled_negatives_are_unrated_movies_with_the_real_ratings_context(proc
     # Shuffled, so that Keras' validation tail holds real ratings too.
     tail = rows.tail(len(rows) // 10)
     assert (tail["rating"] > 0).mean() > 0.15
+
+
+def test_per_user_negatives_give_every_user_the_same_count_in_their_own_contexts(processed):
+    from pipeline.train import sample_unrated
+
+    train = processed.train
+    per_rating = sample_unrated(train, processed.movies, 2, "uniform", seed=0).groupby("user_id").size()
+    assert per_rating.nunique() > 1  # the generated users have different numbers of ratings
+    sampled = sample_unrated(train, processed.movies, 2, "uniform", seed=0, per="user")
+    counts = sampled.groupby("user_id").size()
+    assert counts.nunique() == 1 and set(counts.index) == set(train["user_id"])
+    assert counts.iloc[0] == round(2 * len(train) / train["user_id"].nunique())
+    rated = set(zip(train["user_id"], train["movie_id"]))
+    assert not any(pair in rated for pair in zip(sampled["user_id"], sampled["movie_id"]))
+    # Each negative carries the context of one of its own user's ratings.
+    contexts = set(map(tuple, train[["user_id", *config.CONTEXT_FIELDS, *config.USER_FIELDS[1:]]].to_numpy()))
+    assert set(map(tuple, sampled[["user_id", *config.CONTEXT_FIELDS, *config.USER_FIELDS[1:]]].to_numpy())) <= contexts
+    with pytest.raises(ValueError, match="negatives_per"):
+        sample_unrated(train, processed.movies, 2, "uniform", seed=0, per="movie")
 
 
 def test_popularity_sampler_draws_popular_movies_more_often(processed):

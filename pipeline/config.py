@@ -57,6 +57,8 @@ GENRE_PLACEHOLDER = "(none)"
 LIKE_THRESHOLD = 4  # rating >= 4 is a positive; 3 is a negative, as in the seed
 MAX_RATING = 5
 TARGETS = ("liked", "rated", "graded")
+NEGATIVE_SAMPLERS = ("uniform", "popularity")  # TrainConfig.negative_sampler
+NEGATIVES_PER = ("rating", "user")  # TrainConfig.negatives_per
 EMBEDDING_DIM = 16
 ML1M_FIELD_DIMS = (6040, 3706, 10, 81, 4, 12, 1, 18, 18, 16, 2, 7, 21, 3439)
 

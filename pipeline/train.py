@@ -119,7 +119,7 @@ def negative_sources(train: pd.DataFrame, negatives: int, per: str, rng: np.rand
     if per == "rating":
         return np.repeat(np.arange(len(train)), negatives)
     if per != "user":
-        raise ValueError(f"unknown negatives_per {per!r}; expected rating or user")
+        raise ValueError(f"unknown negatives_per {per!r}; expected one of {', '.join(config.NEGATIVES_PER)}")
     rows_by_user = np.argsort(train["user_id"].to_numpy(), kind="stable")
     _, starts, sizes = np.unique(train["user_id"].to_numpy()[rows_by_user], return_index=True, return_counts=True)
     each = int(round(negatives * len(train) / len(sizes)))
@@ -145,7 +145,7 @@ def sample_unrated(train: pd.DataFrame, catalogue: pd.DataFrame, negatives: int,
         counts = np.bincount(train["movie_id"], minlength=n_movies).astype(float) + 1.0
         weights = counts / counts.sum()
     else:
-        raise ValueError(f"unknown negative sampler {sampler!r}; expected uniform or popularity")
+        raise ValueError(f"unknown negative sampler {sampler!r}; expected one of {', '.join(config.NEGATIVE_SAMPLERS)}")
     rated = np.unique(train["user_id"].to_numpy() * n_movies + train["movie_id"].to_numpy())
     source = negative_sources(train, negatives, per, rng)
     users = train["user_id"].to_numpy()[source]
@@ -287,8 +287,9 @@ def train_command(
     dnn_dropout: float = typer.Option(None, min=0.0, max=1.0),
     validation_split: float = typer.Option(None, min=0.0, max=0.9),
     negatives: int = typer.Option(None, min=0, help="Sampled unrated movies per rating (0: rated rows only)."),
-    negative_sampler: str = typer.Option(None, help="uniform or popularity."),
-    negatives_per: str = typer.Option(None, help="rating (negatives per rating) or user (the same count per user)."),
+    negative_sampler: str = typer.Option(None, help=f"One of {', '.join(config.NEGATIVE_SAMPLERS)}."),
+    negatives_per: str = typer.Option(None, help=f"One of {', '.join(config.NEGATIVES_PER)}: negatives per rating, "
+                                                 "or the same count for every user."),
     fresh_negatives: bool = typer.Option(None, "--fresh-negatives/--fixed-negatives",
                                          help="Draw new negatives every epoch, or once. Default: the model's setting."),
     seed: int = typer.Option(None),
@@ -309,10 +310,11 @@ def train_command(
     }
     cfg = dataclasses.replace(config.MODEL_DEFAULTS[model],
                               **{key: value for key, value in overrides.items() if value is not None})
-    if (split not in config.SPLITS or cfg.negative_sampler not in ("uniform", "popularity")
-            or cfg.negatives_per not in ("rating", "user")):
-        typer.echo(f"error: split must be one of {', '.join(config.SPLITS)}, the sampler uniform or popularity "
-                   "and negatives-per rating or user", err=True)
+    if (split not in config.SPLITS or cfg.negative_sampler not in config.NEGATIVE_SAMPLERS
+            or cfg.negatives_per not in config.NEGATIVES_PER):
+        typer.echo(f"error: split must be one of {', '.join(config.SPLITS)}, the sampler one of "
+                   f"{' or '.join(config.NEGATIVE_SAMPLERS)} and negatives-per {' or '.join(config.NEGATIVES_PER)}",
+                   err=True)
         raise typer.Exit(2)
     try:
         data = load_processed(processed_dir).split(split)

@@ -1,8 +1,16 @@
-# MovieLens 1M → DeepCTR AutoInt / AutoInt+MLP. Each target names the files it needs and makes,
-# so a second `make all` redoes nothing that is up to date.
-#   make all                      install, download, preprocess, train both models, evaluate, recommend
-#   make test                     the test suite (generated data, no network)
-#   make recommend USER=3 [MODEL=autoint|autoint_mlp|both MODE=ranking|seed YEAR=2001 MONTH=5 N=10]
+# MovieLens 1M → DeepCTR AutoInt / AutoInt+MLP. Each target names the files it needs and makes, so a second
+# `make all` redoes nothing that is up to date. Needs GNU make 4.3 or newer (grouped targets).
+#   make all         the product: install, download, preprocess, retrieval, the reference and default models,
+#                    their evaluation, the report, and recommendations for user 3 (about 15 min on 2 cores)
+#   make test        the test suite (generated data, no network)
+#   make study       everything else: tuned and sampled-negative models, the temporal split, new users
+#   make recommend USER=3 [MODEL=autoint|autoint_mlp|both MODE=two_stage|reference YEAR=2001 MONTH=5 N=10]
+#   make recommend LIKED="2571,1196,260" [GENDER=F AGE=25 OCCUPATION=4]
+#   make train MODEL=<name> [SPLIT=temporal EPOCHS=2 LR=1e-3 ...]   (see README, "Training")
+
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error this Makefile needs GNU make 4.3 or newer (grouped targets); this is make $(MAKE_VERSION))
+endif
 
 PYTHON ?= python3
 VENV   := .venv
@@ -14,29 +22,69 @@ PROCESSED := data/processed
 MODELS    := artifacts/models
 RAW_FILES := $(RAW)/ratings.dat $(RAW)/movies.dat $(RAW)/users.dat
 ENCODERS  := $(PROCESSED)/encoders.json
-# The models trained and evaluated on each split; the same lists as EVALUATED_MODELS in pipeline/config.py
-# (a test keeps the two equal).
-RANDOM_MODELS   := autoint autoint_mlp autoint_tuned autoint_mlp_tuned autoint_ranking autoint_mlp_ranking
-TEMPORAL_MODELS := autoint_ranking autoint_mlp_ranking
-MODEL_FILES := $(RANDOM_MODELS:%=$(MODELS)/%.keras) $(TEMPORAL_MODELS:%=$(MODELS)/temporal/%.keras)
-# What recommend, recommend-all, bench and the app load: both modes (seed, ranking) of both architectures.
-SERVING_FILES := $(addprefix $(MODELS)/,autoint.keras autoint_mlp.keras autoint_ranking.keras autoint_mlp_ranking.keras)
+RETRIEVAL := $(MODELS)/retrieval.npz
+TEMPORAL_RETRIEVAL := $(MODELS)/temporal/retrieval.npz
 METRICS   := artifacts/metrics.json
+STUDY_METRICS := artifacts/study/metrics.json
+REPRO_METRICS := artifacts/repro/metrics.json
+REPORT    := artifacts/report.md
 
-# Optional settings. USER is also the login name in the environment, so only a USER given on the
-# make command line counts as a user ID; otherwise user 3.
+# The model lists, made from pipeline/config.py (their one source): PRODUCT_MODEL_FILES, STUDY_MODEL_FILES,
+# REFERENCE_MODEL_FILES, FIELD_MODEL_FILES, TWO_STAGE_MODEL_FILES, SERVED_MODEL_FILES, MODEL_SETTINGS_FILES.
+LISTS := $(MODELS)/models.mk
+include $(LISTS)
+$(LISTS): pipeline/config.py pipeline/settings.py
+	@mkdir -p $(dir $@)
+	@$(PYTHON) -m pipeline.settings makefile > $@.tmp && mv $@.tmp $@
+
+# Every model and stage has a settings file that changes only when its own settings in config.py do
+# (pipeline/settings.py), so editing a comment or another model's settings retrains nothing.
+# Training options on the command line go to MODEL's settings and stay until `make train MODEL=<name>`.
+TRAIN_OPTIONS := epochs=EPOCHS learning_rate=LR batch_size=BATCH_SIZE embedding_dim=EMBEDDING_DIM \
+	dnn_hidden_units=DNN_HIDDEN_UNITS dnn_dropout=DNN_DROPOUT att_layer_num=ATT_LAYER_NUM \
+	att_head_num=ATT_HEAD_NUM seed=SEED negatives=NEGATIVES candidates=CANDIDATES history=HISTORY
+SETS := $(foreach option,$(TRAIN_OPTIONS),$(if $($(lastword $(subst =, ,$(option)))),--set "$(firstword $(subst =, ,$(option)))=$($(lastword $(subst =, ,$(option))))"))
+SPLIT ?= random
+SETTINGS_ARGS := $(if $(filter train,$(MAKECMDGOALS)),$(if $(MODEL),--model "$(MODEL)" --split "$(SPLIT)")) $(SETS)
+STAGE_SETTINGS := $(PROCESSED)/preprocess.settings.json $(MODELS)/retrieval.settings.json \
+	$(MODELS)/temporal/retrieval.settings.json artifacts/evaluate.settings.json
+$(MODEL_SETTINGS_FILES) $(STAGE_SETTINGS) &: FORCE
+	@$(PYTHON) -m pipeline.settings write $(SETTINGS_ARGS)
+FORCE:
+# A typo in MODEL= (or MODEL=both, or a bad option) stops make here, in one line, before anything runs.
+ifneq ($(strip $(SETTINGS_ARGS)),)
+SETTINGS_PROBLEM := $(shell $(PYTHON) -m pipeline.settings check $(SETTINGS_ARGS) 2>&1)
+ifneq ($(SETTINGS_PROBLEM),)
+$(error $(SETTINGS_PROBLEM))
+endif
+endif
+
+# Optional settings. USER is also the login name in the environment, so only a USER given on the make
+# command line counts as a user ID; otherwise user 3.
 SOURCE ?=
 MODEL  ?=
 RECOMMEND_USER := $(if $(filter command line,$(origin USER)),$(USER),3)
-RECOMMEND_ARGS := $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE)) $(if $(YEAR),--year $(YEAR)) $(if $(MONTH),--month $(MONTH)) $(if $(N),--n $(N))
-TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(LR),--lr $(LR)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
-	$(if $(EMBEDDING_DIM),--embedding-dim $(EMBEDDING_DIM)) $(if $(DNN_HIDDEN_UNITS),--dnn-hidden-units "$(DNN_HIDDEN_UNITS)") \
-	$(if $(DNN_DROPOUT),--dnn-dropout $(DNN_DROPOUT)) $(if $(ATT_LAYER_NUM),--att-layer-num $(ATT_LAYER_NUM)) \
-	$(if $(ATT_HEAD_NUM),--att-head-num $(ATT_HEAD_NUM)) $(if $(SEED),--seed $(SEED))
+RECOMMEND_ARGS := $(if $(LIKED),--liked "$(LIKED)",--user "$(RECOMMEND_USER)") $(if $(MODEL),--model $(MODEL)) \
+	$(if $(MODE),--mode $(MODE)) $(if $(YEAR),--year $(YEAR)) $(if $(MONTH),--month $(MONTH)) $(if $(N),--n $(N)) \
+	$(if $(GENDER),--gender $(GENDER)) $(if $(AGE),--age $(AGE)) $(if $(OCCUPATION),--occupation $(OCCUPATION))
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: all install download preprocess train evaluate recommend recommend-all check-repro repro tune test bench app clean
+# The code each file is made by (a model is retrained when the code that trains it changes, not other code).
+FIELD_TRAIN_CODE := pipeline/train.py pipeline/architecture.py pipeline/sampling.py pipeline/preprocess.py
+TWO_STAGE_TRAIN_CODE := pipeline/train.py pipeline/architecture.py pipeline/ranker.py pipeline/retrieval.py \
+	pipeline/preprocess.py
+EVALUATE_CODE := pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py pipeline/scoring.py \
+	pipeline/autoint_grid.py pipeline/ranker.py pipeline/retrieval.py pipeline/architecture.py pipeline/preprocess.py
 
-all: $(METRICS) recommend
+.PHONY: all study install download preprocess retrieval train evaluate report recommend recommend-all check-repro \
+	repro tune test lint bench app clean clean-tuning
+.DEFAULT_GOAL := all
+
+all: $(REPORT) recommend
+
+study: $(STUDY_METRICS)
+	$(PY) -m pipeline report
 
 install: $(DEPS)
 $(DEPS): requirements.txt requirements-dev.txt
@@ -49,59 +97,84 @@ $(RAW_FILES) &: | $(DEPS)
 	$(PY) -m pipeline download $(if $(SOURCE),--source "$(SOURCE)")
 
 preprocess: $(ENCODERS)
-$(ENCODERS): $(RAW_FILES) pipeline/preprocess.py pipeline/config.py | $(DEPS)
+$(ENCODERS): $(RAW_FILES) $(PROCESSED)/preprocess.settings.json pipeline/preprocess.py | $(DEPS)
 	$(PY) -m pipeline preprocess
 
-# Training options given on the command line are recorded in <model>.args, which changes (and so
-# retrains) only when they do.
-train: $(if $(MODEL),$(filter $(MODELS)/$(MODEL).keras,$(MODEL_FILES)),$(MODEL_FILES))
-$(MODELS)/%.args: FORCE
-	@mkdir -p $(dir $@)
-	@echo '$(TRAIN_ARGS)' | cmp -s - $@ || echo '$(TRAIN_ARGS)' > $@
-$(MODELS)/%.keras: $(ENCODERS) $(MODELS)/%.args pipeline/train.py pipeline/config.py | $(DEPS)
-	$(PY) -m pipeline train --model $* $(TRAIN_ARGS)
-$(MODELS)/temporal/%.keras: $(ENCODERS) $(MODELS)/temporal/%.args pipeline/train.py pipeline/config.py | $(DEPS)
-	$(PY) -m pipeline train --model $* --split temporal $(TRAIN_ARGS)
-.PRECIOUS: $(MODELS)/%.args $(MODELS)/temporal/%.args
-FORCE:
+retrieval: $(RETRIEVAL)
+$(RETRIEVAL): $(ENCODERS) $(MODELS)/retrieval.settings.json pipeline/retrieval.py | $(DEPS)
+	$(PY) -m pipeline retrieval --split random
+$(TEMPORAL_RETRIEVAL): $(ENCODERS) $(MODELS)/temporal/retrieval.settings.json pipeline/retrieval.py | $(DEPS)
+	$(PY) -m pipeline retrieval --split temporal
+
+# `make train` trains the product's models; MODEL=<name> (and SPLIT=temporal) one model.
+TRAIN_TARGET := $(if $(MODEL),$(MODELS)/$(if $(filter temporal,$(SPLIT)),temporal/)$(MODEL).keras,$(PRODUCT_MODEL_FILES))
+train: $(TRAIN_TARGET)
+split_of = $(if $(filter temporal/%,$(1)),temporal,random)
+$(FIELD_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $(ENCODERS) $(FIELD_TRAIN_CODE) | $(DEPS)
+	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $<
+$(TWO_STAGE_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $(ENCODERS) $(TWO_STAGE_TRAIN_CODE) | $(DEPS)
+	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $<
 
 evaluate: $(METRICS)
-$(METRICS): $(MODEL_FILES) $(ENCODERS) pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py pipeline/scoring.py | $(DEPS)
-	$(PY) -m pipeline evaluate
+$(METRICS): $(PRODUCT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) artifacts/evaluate.settings.json $(EVALUATE_CODE) | $(DEPS)
+	$(PY) -m pipeline evaluate --path product
 
-recommend: $(SERVING_FILES) $(ENCODERS)
-	$(PY) -m pipeline recommend --user "$(RECOMMEND_USER)" $(RECOMMEND_ARGS)
+$(STUDY_METRICS): $(STUDY_MODEL_FILES) $(RETRIEVAL) $(TEMPORAL_RETRIEVAL) $(ENCODERS) artifacts/evaluate.settings.json \
+		$(EVALUATE_CODE) pipeline/newcomers.py | $(DEPS)
+	$(PY) -m pipeline evaluate --path study
 
-recommend-all: $(SERVING_FILES) $(ENCODERS)
+# The report reads whatever the runs left: make all's metrics, the study's and make tune's when present.
+report: $(REPORT)
+$(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) artifacts/tuning.json) pipeline/report.py pipeline/plots.py \
+		pipeline/labels.py | $(DEPS)
+	$(PY) -m pipeline report
+
+recommend: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
+	$(PY) -m pipeline recommend $(RECOMMEND_ARGS)
+
+recommend-all: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
 	$(PY) -m pipeline recommend-all $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE)) $(if $(N),--n $(N))
 
-# The reproduction check: the seed-protocol numbers of both models within tolerance of the seed's table.
+# The reproduction check: the reference-protocol numbers of both reference models within tolerance of the
+# original project's published table, on make all's metrics.
 check-repro: $(METRICS)
 	$(PY) -m pipeline check-repro --metrics $(METRICS)
 
-# What CI runs after the tests: real ML-1M through download and preprocess, the two seed models, their
-# evaluation beside the baselines (artifacts/repro/), and the tolerance check. About 15 minutes on
-# 2 cores; `make all` adds the tuned, ranking and temporal-split models (about an hour).
-REPRO_METRICS := artifacts/repro/metrics.json
+# What CI runs after the tests: real ML-1M through download and preprocess, the two reference models, their
+# evaluation beside the baselines (artifacts/repro/), and the tolerance check.
 repro: $(REPRO_METRICS)
 	$(PY) -m pipeline check-repro --metrics $(REPRO_METRICS)
-$(REPRO_METRICS): $(MODELS)/autoint.keras $(MODELS)/autoint_mlp.keras $(ENCODERS) pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py pipeline/scoring.py | $(DEPS)
-	$(PY) -m pipeline evaluate --seed-only --out-dir artifacts/repro
+$(REPRO_METRICS): $(REFERENCE_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) artifacts/evaluate.settings.json $(EVALUATE_CODE) | $(DEPS)
+	$(PY) -m pipeline evaluate --path reference
 
-# The hyper-parameter search behind the tuned and ranking settings in pipeline/config.py (about two
-# hours on 2 cores; not part of `make all`). evaluate adds its results to the report when present.
-# ONLY="4 5" reruns those candidates (indices into tune.search_space) and merges them into tuning.json.
+# The hyper-parameter search behind the settings in pipeline/config.py (hours on 2 cores; not part of
+# `make all` or `make study`; the report shows its table). ONLY="4 5" reruns those candidates
+# (indices into tune.search_space) and merges them into artifacts/tuning.json.
 tune: $(ENCODERS)
 	$(PY) -m pipeline tune $(foreach i,$(ONLY),--only $(i))
 
 test: $(DEPS)
 	$(PY) -m pytest -q
 
-bench: $(SERVING_FILES) $(ENCODERS)
+lint: $(DEPS)
+	$(VENV)/bin/ruff check pipeline tests
+	$(VENV)/bin/ruff format --check pipeline tests
+
+bench: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
 	$(PY) -m pipeline bench
 
-app: $(METRICS)
-	$(VENV)/bin/streamlit run pipeline/app.py --server.headless true --browser.gatherUsageStats false
+# The web page on http://127.0.0.1:8501, with whatever exists (the page says what is missing).
+# APP_HOST=0.0.0.0 makes it reachable from other machines.
+APP_HOST ?= 127.0.0.1
+app: | $(DEPS)
+	$(VENV)/bin/streamlit run pipeline/app.py --server.headless true --server.address $(APP_HOST) \
+		--browser.gatherUsageStats false
 
 clean:
-	rm -rf $(PROCESSED) artifacts/models artifacts/*.json artifacts/*.md artifacts/*.png artifacts/*.parquet
+	rm -rf $(PROCESSED) $(MODELS) artifacts/study artifacts/repro artifacts/predictions artifacts/top10 \
+		artifacts/timings artifacts/*.md artifacts/*.png artifacts/*.parquet artifacts/metrics.json \
+		artifacts/bench.json artifacts/evaluate.settings.json
+	@echo "kept artifacts/tuning.json (make tune's search, hours to remake); make clean-tuning deletes it"
+
+clean-tuning:
+	rm -f artifacts/tuning.json

@@ -1,7 +1,8 @@
-"""The web page: pick a user, see their profile, liked history and Top-N; and the evaluation report.
+"""The web page: a user's profile, liked history and Top-N; a new person's Top-N from movies they pick; the report.
 
-Run with `make app` (streamlit run pipeline/app.py). Every number and list comes from
-pipeline.recommend and pipeline.evaluate; this file only lays them out.
+Run with `make app` (streamlit run pipeline/app.py, on 127.0.0.1 unless APP_HOST says otherwise). Every list
+and number comes from pipeline.recommend and the evaluation's files; this file only lays them out. It
+starts with whatever `make all` has made so far and says what is missing.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st  # noqa: E402
 
-from pipeline import config, evaluate, recommend  # noqa: E402
+from pipeline import config, recommend, report  # noqa: E402
+from pipeline.labels import ARCHITECTURE_LABELS, MODE_LABELS  # noqa: E402
 
-MODEL_LABELS = {"autoint": "AutoInt", "autoint_mlp": "AutoInt+MLP", "both": "Both, side by side"}
+MODEL_LABELS = {**ARCHITECTURE_LABELS, "both": "Both, side by side"}
 LATEST = "month of the user's latest rating"
+NOT_GIVEN = "not given"
 
 
 def root() -> Path:
@@ -26,62 +29,96 @@ def root() -> Path:
     return Path(os.environ.get("ML_PIPELINE_ROOT", config.ROOT))
 
 
-@st.cache_resource(show_spinner="Loading data and models…")
+@st.cache_resource(show_spinner="Loading data…")
 def load(processed_dir: str, models_dir: str) -> recommend.Recommender:
-    rec = recommend.load_recommender(Path(processed_dir), Path(models_dir))
-    for mode in recommend.MODES:
-        for model in config.MODEL_NAMES:
-            rec.scorer(recommend.model_name(model, mode))
-    return rec
+    return recommend.load_recommender(Path(processed_dir), Path(models_dir))
 
 
-def recommend_view(rec: recommend.Recommender) -> None:
-    with st.sidebar:
-        user_text = st.text_input("User ID", value="3")
-        model = st.selectbox("Model", list(MODEL_LABELS), format_func=MODEL_LABELS.get)
-        mode = st.radio("Training mode", list(recommend.MODES), horizontal=True,
-                        help="ranking: trained to find unrated movies a user will like (default); "
-                             "seed: the seed project's model of liked-given-rated")
-        year = st.selectbox("Target year", [LATEST, *recommend.valid_years(rec)])
-        month = st.selectbox("Target month", [LATEST, *range(1, 13)], disabled=year == LATEST)
-        n = st.number_input("How many movies (N)", min_value=1, max_value=100, value=10)
+def show_lists(lists: dict, n: int) -> None:
+    for column, (name, top) in zip(st.columns(len(lists)), lists.items()):
+        column.markdown(f"**{name}**")
+        # A plain table: every row is in the page, to read, copy and test.
+        column.table(top[["rank", "movie_id", "title", "genres", "score"]].set_index("rank"))
+
+
+def user_view(rec: recommend.Recommender) -> None:
+    left, middle, right = st.columns(3)
+    user_text = left.text_input("User ID", value="3")
+    model = middle.selectbox("Model", list(MODEL_LABELS), format_func=MODEL_LABELS.get)
+    mode = right.radio("Mode", list(config.SERVED_MODES), format_func=MODE_LABELS.get, horizontal=True,
+                       help="two-stage: EASE retrieval proposes, AutoInt ranks (default); "
+                            "reference: the original project's models over the whole catalogue")
+    left, middle, right = st.columns(3)
+    year = left.selectbox("Target year", [LATEST, *recommend.valid_years(rec)])
+    month = middle.selectbox("Target month", [LATEST, *range(1, 13)], disabled=year == LATEST)
+    n = right.number_input("How many movies (N)", min_value=1, max_value=100, value=10)
     try:
         user_id = recommend.parse_user(user_text)
-        who = recommend.profile(rec, user_id)
-        history = recommend.liked_history(rec, user_id)
         chosen_year = None if year == LATEST else int(year)
         chosen_month = None if year == LATEST or month == LATEST else int(month)
-        models = list(config.MODEL_NAMES) if model == "both" else [model]
-        lists = {name: recommend.recommend(rec, user_id, name, chosen_year, chosen_month, int(n), mode)
-                 for name in models}
+        output = recommend.known_user_output(rec, user_id, model, mode, chosen_year, chosen_month, int(n))
     except recommend.RecommendError as error:
         st.error(str(error))
         return
-
+    who = output["profile"]
     st.subheader(f"User {who['user_id']}")
-    columns = st.columns(4)
-    for column, key in zip(columns, ("gender", "age", "occupation", "zip")):
+    for column, key in zip(st.columns(4), ("gender", "age", "occupation", "zip")):
         column.metric(key.capitalize(), who[key])
-    st.subheader(f"Top {int(n)} movies not yet rated ({mode} mode)")
-    for column, (name, top) in zip(st.columns(len(lists)), lists.items()):
-        column.markdown(f"**{MODEL_LABELS[name]}**")
-        # A plain table: every row is in the page, to read, copy and test.
-        column.table(top[["rank", "movie_id", "title", "genres", "score"]].set_index("rank"))
+    st.subheader(f"Top {int(n)} movies not yet rated ({MODE_LABELS[mode]})")
+    show_lists(output["recommendations"], int(n))
+    history = output["liked_history"]
     st.subheader(f"Liked history: {len(history)} movies rated 4 or 5, newest first")
     st.dataframe(history[["title", "genres", "rating", "date"]], hide_index=True)
 
 
-def report_view(artifacts: Path) -> None:
-    metrics_path = artifacts / "metrics.json"
-    if not metrics_path.is_file():
-        st.error("No evaluation yet: run `make evaluate` (or `make all`) first.")
+@st.cache_data
+def movie_choices(_rec: recommend.Recommender, key: str) -> dict[int, str]:
+    """Every movie as {MovieLens ID: "Title (genres)"}, most liked first, for the searchable picker."""
+    found = recommend.movies_by_likes(_rec)
+    return {int(row.movie_id): f"{row.title} · {row.genres.replace('|', ', ')}" for row in found.itertuples()}
+
+
+def new_person_view(rec: recommend.Recommender) -> None:
+    st.markdown("Pick movies you liked (type to search); the two-stage model recommends at once, no retraining.")
+    choices = movie_choices(rec, str(rec.models_dir))
+    liked = st.multiselect("Movies you liked", list(choices), format_func=choices.get,
+                           max_selections=config.MAX_LIKED, placeholder="Start typing a title…")
+    columns = st.columns(4)
+    gender = columns[0].selectbox("Gender (optional)", [NOT_GIVEN, *recommend.GENDER_LABELS],
+                                  format_func=lambda g: recommend.GENDER_LABELS.get(g, g))
+    age = columns[1].selectbox("Age (optional)", [NOT_GIVEN, *recommend.AGE_LABELS],
+                               format_func=lambda a: recommend.AGE_LABELS.get(a, a))
+    occupation = columns[2].selectbox("Occupation (optional)", [NOT_GIVEN, *recommend.OCCUPATION_LABELS],
+                                      format_func=lambda o: recommend.OCCUPATION_LABELS.get(o, o))
+    n = columns[3].number_input("How many movies", min_value=1, max_value=100, value=10, key="new_n")
+    if not liked:
+        st.info("Pick at least one movie.")
         return
-    results = json.loads(metrics_path.read_text())
-    st.subheader("Against the seed's published table (seed protocol)")
-    st.markdown(evaluate.seed_comparison_table(results))
-    st.subheader("Every model and baseline under every protocol and split")
-    st.caption("random: the seed's 80/20 split; temporal: each user's latest 20 % of ratings as test")
-    st.markdown(evaluate.metrics_table(results))
+    try:
+        output = recommend.new_person_output(
+            rec, liked, config.DEFAULT_ARCHITECTURE, "two_stage", None if gender == NOT_GIVEN else gender,
+            None if age == NOT_GIVEN else int(age), None if occupation == NOT_GIVEN else int(occupation),
+            None, None, int(n))
+    except recommend.RecommendError as error:
+        st.error(str(error))
+        return
+    st.subheader(f"Top {int(n)} for you")
+    show_lists(output["recommendations"], int(n))
+
+
+def report_view(artifacts: Path) -> None:
+    results = report.read_json(artifacts / "metrics.json")
+    if not results:
+        st.error("No evaluation yet: run `make all` (or `make evaluate`) first.")
+        return
+    st.subheader("Against the original project's published table (reference protocol)")
+    st.markdown(report.reference_table(results))
+    st.subheader("Every model and baseline under every protocol")
+    st.markdown(report.metrics_table(results))
+    study = report.read_json(artifacts / "study" / "metrics.json")
+    if study:
+        st.subheader(f"The study: every model on both splits (made {study.get('made', '?')})")
+        st.markdown(report.metrics_table(study))
     for image, caption in (("metrics.png", "Models vs baselines"), ("loss_curves.png", "Training curves")):
         if (artifacts / image).is_file():
             st.image(str(artifacts / image), caption=caption)
@@ -94,14 +131,18 @@ def main() -> None:
     st.set_page_config(page_title="AutoInt movie recommender", layout="wide")
     st.title("AutoInt movie recommender · MovieLens 1M")
     base = root()
-    recommend_tab, report_tab = st.tabs(["Recommendations", "Evaluation report"])
-    with recommend_tab:
-        try:
-            rec = load(str(base / "data" / "processed"), str(base / "artifacts" / "models"))
-        except recommend.RecommendError as error:
-            st.error(f"{error}. The page needs the artifacts of `make all`.")
-        else:
-            recommend_view(rec)
+    user_tab, new_tab, report_tab = st.tabs(["A MovieLens user", "New here? Pick movies", "Evaluation report"])
+    try:
+        rec = load(str(base / "data" / "processed"), str(base / "artifacts" / "models"))
+    except recommend.RecommendError as error:
+        rec = None
+        for tab in (user_tab, new_tab):
+            tab.error(f"{error}. The page needs the artifacts of `make all`.")
+    if rec is not None:
+        with user_tab:
+            user_view(rec)
+        with new_tab:
+            new_person_view(rec)
     with report_tab:
         report_view(base / "artifacts")
 

@@ -10,25 +10,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from pipeline import config, retrieval
+
 BASELINES = ("random", "most_popular", "positive_rate", "ease")
 
-# Weight of the global positive rate in `positive_rate`, in pseudo-ratings: a movie with 10
-# training ratings is pulled halfway to the global rate, one with 200 barely moves. Small enough
-# not to flatten popular movies, large enough that a single 5-star rating cannot top the chart.
-PRIOR_STRENGTH = 10.0
-
-# L2 weight of EASE's item-item regression, chosen in a one-off scratch run on the two validation carves
-# that `make tune` uses (never on test rows): over 100, 300, 1000 and 3000, and over liked vs all rated
-# training ratings as the user-movie matrix, liked with 300 gave the best Recall@10 and NDCG@10 on the
-# random carve and the best NDCG@10 on the temporal one.
-EASE_L2 = 300.0
-
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def random_scores(n: int, seed: int = 0) -> np.ndarray:
-    """n scores drawn uniformly from [0, 1) by numpy's default generator seeded with `seed`."""
-    return np.random.default_rng(seed).random(n)
 
 
 def pair_random_scores(user_ids: np.ndarray, movie_ids: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -55,9 +41,9 @@ def positive_rate(train: pd.DataFrame, strength: float | None = None) -> pd.Seri
     """Smoothed share of positive training ratings of each movie, indexed by movie_id.
 
     rate = (pos + m * g) / (n + m), with pos and n the movie's positive and total training ratings,
-    g the global positive rate of `train` and m = `strength` (PRIOR_STRENGTH = 10 when None).
+    g the global positive rate of `train` and m = `strength` (config.POSITIVE_RATE_PRIOR = 10 when None).
     """
-    m = PRIOR_STRENGTH if strength is None else float(strength)
+    m = config.POSITIVE_RATE_PRIOR if strength is None else float(strength)
     g = global_rate(train)
     grouped = train["label"].eq(1).groupby(train["movie_id"])
     return ((grouped.sum() + m * g) / (grouped.size() + m)).rename("positive_rate")
@@ -77,33 +63,13 @@ def score_pairs(table: pd.Series, movie_ids: np.ndarray, default: float) -> np.n
     return scores
 
 
-def liked_matrix(train: pd.DataFrame, n_users: int, n_movies: int) -> np.ndarray:
-    """users × movies, 1.0 where the user has a liked (label = 1) rating of the movie in `train`, else 0."""
-    liked = train[train["label"] == 1]
-    matrix = np.zeros((n_users, n_movies), dtype=np.float64)
-    matrix[liked["user_id"].to_numpy(), liked["movie_id"].to_numpy()] = 1.0
-    return matrix
-
-
-def ease_weights(liked: np.ndarray, l2: float = EASE_L2) -> np.ndarray:
-    """EASE (Steck 2019): the movie × movie weights B that best rebuild each user's liked movies from the
-    user's other liked movies, min ||X - XB||² + l2·||B||² with diag(B) = 0, in closed form:
-    P = (XᵀX + l2·I)⁻¹, B = -P / diag(P) column by column, diagonal set to 0. X = `liked` (liked_matrix).
-    """
-    precision = np.linalg.inv(liked.T @ liked + l2 * np.eye(liked.shape[1]))
-    weights = -precision / np.diag(precision)
-    np.fill_diagonal(weights, 0.0)
-    return weights
-
-
-def ease_scorer(train: pd.DataFrame, l2: float = EASE_L2) -> Scorer:
-    """score(user, movie) = sum of B[m', movie] over the user's liked training movies m' (ease_weights).
-
-    Users and movies are integer codes; a code above every code in `train` scores 0.
-    """
+def ease_scorer(train: pd.DataFrame, fitted: retrieval.Retrieval | None = None) -> Scorer:
+    """score(user, movie) = EASE's score from the user's liked training movies (pipeline.retrieval), with
+    `fitted` or a model fitted on `train`. Users and movies are codes; a code unknown to `train` scores 0."""
     n_users, n_movies = int(train["user_id"].max()) + 1, int(train["movie_id"].max()) + 1
-    liked = liked_matrix(train, n_users, n_movies)
-    scores = (liked @ ease_weights(liked, l2)).astype(np.float32)
+    fitted = fitted or retrieval.fit(train, n_users, n_movies)
+    scores = fitted.scores(retrieval.liked_matrix(train, n_users, fitted.n_movies))
+    n_movies = fitted.n_movies
 
     def score(user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
         users, movies = np.asarray(user_ids), np.asarray(movie_ids)
@@ -115,14 +81,14 @@ def ease_scorer(train: pd.DataFrame, l2: float = EASE_L2) -> Scorer:
     return score
 
 
-def fit_baseline(name: str, train: pd.DataFrame, seed: int = 0) -> Scorer:
+def fit_baseline(name: str, train: pd.DataFrame, seed: int = 0, fitted: retrieval.Retrieval | None = None) -> Scorer:
     """A scorer `(user_ids, movie_ids) -> scores` for baseline `name` fitted on `train`.
 
     random: pair_random_scores(user_ids, movie_ids, seed): a fixed pseudo-random score per (user, movie),
         so it does not depend on how the pairs are batched.
     most_popular: popularity(train), 0 for movies without training ratings.
     positive_rate: positive_rate(train), the global rate for movies without training ratings.
-    ease: ease_scorer(train), a strong collaborative-filtering reference from the user's liked movies.
+    ease: ease_scorer(train, fitted), the retrieval stage alone: a strong collaborative-filtering reference.
     """
     if name == "random":
         return lambda user_ids, movie_ids: pair_random_scores(user_ids, movie_ids, seed)
@@ -133,5 +99,5 @@ def fit_baseline(name: str, train: pd.DataFrame, seed: int = 0) -> Scorer:
         rates, fallback = positive_rate(train), global_rate(train)
         return lambda user_ids, movie_ids: score_pairs(rates, movie_ids, fallback)
     if name == "ease":
-        return ease_scorer(train)
+        return ease_scorer(train, fitted)
     raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")

@@ -1,14 +1,14 @@
-"""Check that our seed-protocol numbers match the seed project's published table.
+"""Check that our reference-protocol numbers match the original project's published table.
 
 Reads artifacts/metrics.json, written by the evaluate stage, of this shape:
 
-    {"models": {"autoint": {"seed_protocol": {"ndcg@10": .., "hit_rate@10": .., "users": ..},
+    {"models": {"autoint": {"reference_protocol": {"ndcg@10": .., "hit_rate@10": .., "users": ..},
                             "rated": {"auc": .., "logloss": .., "ndcg@10": .., "users": ..},
                             "full_catalog": {"recall@10": .., "ndcg@10": .., "hr@10": .., "users": ..}},
                 "autoint_mlp": {...}},
      "baselines": {"random": {...same protocols...}, "most_popular": {...}, "positive_rate": {...}, "ease": {...}}}
 
-Every model and metric of SEED_TABLE must be present under models.<model>.seed_protocol, be a
+Every model and metric of REFERENCE_TABLE must be present under models.<model>.reference_protocol, be a
 finite number, and lie within REPRO_TOLERANCE of the published value (boundary inclusive).
 
     python -m pipeline.check_repro [--metrics PATH]   # exit 0 pass, 1 mismatch, 2 unreadable file
@@ -21,33 +21,33 @@ from pathlib import Path
 
 import typer
 
-from pipeline.config import ARTIFACTS_DIR, REPRO_TOLERANCE, SEED_TABLE
+from pipeline.config import ARTIFACTS_DIR, REPRO_TOLERANCE, REFERENCE_TABLE
 
-PROTOCOL = "seed_protocol"
+PROTOCOL = "reference_protocol"
 # |diff| is rounded before comparing so that a value exactly at the tolerance passes despite
 # binary floating point (0.66701 - 0.66201 > 0.005 in floats).
 DIFF_DECIMALS = 10
 
 
-def compare(metrics: dict, seed_table: dict = SEED_TABLE, tolerance: float = REPRO_TOLERANCE) -> list[dict]:
-    """One row per (model, metric) of `seed_table`: model, metric, ours, seed, diff, ok, problem.
+def compare(metrics: dict, reference_table: dict = REFERENCE_TABLE, tolerance: float = REPRO_TOLERANCE) -> list[dict]:
+    """One row per (model, metric) of `reference_table`: model, metric, ours, reference, diff, ok, problem.
 
     ours/diff are None when the value is missing or not a finite number; problem is None when
     ok is True, else a one-line description of the failure.
     """
     rows = []
-    for model, published in seed_table.items():
-        for metric, seed in published.items():
+    for model, published in reference_table.items():
+        for metric, reference in published.items():
             value, problem = _lookup(metrics, model, metric)
-            diff = None if problem else float(value) - seed
+            diff = None if problem else float(value) - reference
             ok = problem is None and round(abs(diff), DIFF_DECIMALS) <= tolerance
             if problem is None and not ok:
                 problem = (
-                    f"{model} {PROTOCOL} {metric}: ours {value:.5f} vs seed {seed:.5f}, "
+                    f"{model} {PROTOCOL} {metric}: ours {value:.5f} vs reference {reference:.5f}, "
                     f"|diff| {abs(diff):.5f} > tolerance {tolerance}"
                 )
             rows.append({"model": model, "metric": metric, "ours": None if diff is None else float(value),
-                         "seed": seed, "diff": diff, "ok": ok, "problem": problem})
+                         "reference": reference, "diff": diff, "ok": ok, "problem": problem})
     return rows
 
 
@@ -67,9 +67,9 @@ def _lookup(metrics: dict, model: str, metric: str) -> tuple[object, str | None]
     return value, None
 
 
-def check(metrics: dict, seed_table: dict = SEED_TABLE, tolerance: float = REPRO_TOLERANCE) -> list[str]:
-    """Failures of `metrics` against `seed_table` (see `compare`); an empty list means pass."""
-    return _failures(compare(metrics, seed_table, tolerance))
+def check(metrics: dict, reference_table: dict = REFERENCE_TABLE, tolerance: float = REPRO_TOLERANCE) -> list[str]:
+    """Failures of `metrics` against `reference_table` (see `compare`); an empty list means pass."""
+    return _failures(compare(metrics, reference_table, tolerance))
 
 
 def _failures(rows: list[dict]) -> list[str]:
@@ -90,7 +90,7 @@ def _cell(value: float | None, signed: bool = False) -> str:
 def check_repro_command(
     metrics_path: Path = typer.Option(ARTIFACTS_DIR / "metrics.json", "--metrics", help="metrics.json to check"),
 ) -> None:
-    """Compare seed-protocol NDCG@10 / hit_rate@10 with the seed's published table."""
+    """Compare reference-protocol NDCG@10 / hit_rate@10 with the original project's published table."""
     try:
         metrics = json.loads(metrics_path.read_text())
     except FileNotFoundError:
@@ -104,10 +104,10 @@ def check_repro_command(
         raise typer.Exit(2)
 
     rows = compare(metrics)
-    typer.echo(f"{'model':<12} {'metric':<12} {'ours':>8} {'seed':>8} {'diff':>9}  ok")
+    typer.echo(f"{'model':<12} {'metric':<12} {'ours':>8} {'reference':>9} {'diff':>9}  ok")
     for row in rows:
         typer.echo(
-            f"{row['model']:<12} {row['metric']:<12} {_cell(row['ours']):>8} {_cell(row['seed']):>8} "
+            f"{row['model']:<12} {row['metric']:<12} {_cell(row['ours']):>8} {_cell(row['reference']):>9} "
             f"{_cell(row['diff'], signed=True):>9}  {'yes' if row['ok'] else 'NO'}"
         )
     failures = _failures(rows)

@@ -2,14 +2,18 @@
 import typer
 
 from pipeline import config  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
-from pipeline import bench, check_repro, download, evaluate, preprocess, recommend, train, tune
+from pipeline import (bench, check_repro, download, evaluate, preprocess, recommend, report, retrieval, train,
+                      tune)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="MovieLens 1M recommender pipeline: download → preprocess → train → evaluate → recommend.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="MovieLens 1M recommender: download → preprocess → retrieval → train → evaluate → "
+                       "report → recommend.")
 app.command("download")(download.download_command)
 app.command("preprocess")(preprocess.preprocess_command)
+app.command("retrieval")(retrieval.retrieval_command)
 app.command("train")(train.train_command)
 app.command("evaluate")(evaluate.evaluate_command)
+app.command("report")(report.report_command)
 app.command("check-repro")(check_repro.check_repro_command)
 app.command("tune")(tune.tune_command)
 app.command("recommend")(recommend.recommend_command)

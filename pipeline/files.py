@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,3 +38,10 @@ def write_parquet(path: Path, frame) -> None:
 def write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def record_timing(folder: Path, stage: str, seconds: float) -> None:
+    """Keep a stage's wall time in folder/timings/<stage>.json, for the report's timing table."""
+    slug = re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-")
+    write_json(Path(folder) / "timings" / f"{slug}.json",
+               {"stage": stage, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})

@@ -1,15 +1,15 @@
-"""Ranking and classification metrics: the seed project's protocol and the standard ones.
+"""Ranking and classification metrics: the reference project's protocol and the standard ones.
 
 Every function takes plain frames/arrays and returns plain numbers, so models and baselines go
 through the same code. Three protocols are computed, because they answer different questions:
 
-- `seed_protocol`: the seed project's numbers, reproduced exactly (including its quirks), so the
+- `reference_protocol`: the original project's numbers, reproduced exactly (including its quirks), so the
   published table can be checked.
 - `rated_metrics`: AUC, log loss and capped NDCG@k on the rated test rows.
 - `full_catalog_metrics`: Recall/NDCG/HR@k of top-k lists drawn from the whole catalogue.
 
 Ranking within a user is always by score descending. Ties are broken deterministically: in
-`seed_protocol` and `rated_metrics` tied rows keep their input order (stable sort); in
+`reference_protocol` and `rated_metrics` tied rows keep their input order (stable sort); in
 `top_k_from_scores` tied candidates are ordered by movie_id ascending.
 """
 from __future__ import annotations
@@ -23,18 +23,14 @@ from pipeline.config import TOP_N
 LOGLOSS_EPS = 1e-7
 
 
-def _rank_within_user(
-    user_ids: np.ndarray, scores: np.ndarray, tiebreak: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort rows by (user_id, score desc, tiebreak asc or input order).
+def _rank_within_user(user_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort rows by (user_id, score desc, input order).
 
     Returns (order, group, position): `order` permutes the input into that order, `group` is a
     0-based user index per sorted row and `position` the 0-based rank of the row within its user.
-    np.lexsort is stable, so without `tiebreak` tied rows keep their input order.
+    np.lexsort is stable, so tied rows keep their input order.
     """
-    negated = -np.asarray(scores, dtype=np.float64)
-    keys = (negated, user_ids) if tiebreak is None else (tiebreak, negated, user_ids)
-    order = np.lexsort(keys)
+    order = np.lexsort((-np.asarray(scores, dtype=np.float64), user_ids))
     sorted_users = user_ids[order]
     starts_group = np.empty(len(sorted_users), dtype=bool)
     starts_group[:1] = True
@@ -78,7 +74,7 @@ def _per_user_ranking(
     return dcg, hits, positives
 
 
-def seed_protocol(rows: pd.DataFrame, k: int = TOP_N) -> dict:
+def reference_protocol(rows: pd.DataFrame, k: int = TOP_N) -> dict:
     """The seed project's ranking protocol over rated test rows [user_id, label, score].
 
     For each user with at least one positive row, that user's rows are ranked by score descending
@@ -159,27 +155,3 @@ def full_catalog_metrics(top: pd.DataFrame, relevant: pd.DataFrame, k: int = TOP
         f"hr@{k}": float(np.mean(hits > 0)),
         "users": int(len(users)),
     }
-
-
-def top_k_from_scores(
-    user_ids: np.ndarray, movie_ids: np.ndarray, scores: np.ndarray, k: int = TOP_N
-) -> pd.DataFrame:
-    """Each user's k best candidates: rank by score descending, ties by movie_id ascending.
-
-    Inputs are parallel arrays of candidate (user, movie, score). Returns [user_id, rank, movie_id,
-    score] sorted by user_id then rank, with rank 1-based and at most k rows per user.
-    """
-    user_ids = np.asarray(user_ids)
-    movie_ids = np.asarray(movie_ids)
-    scores = np.asarray(scores, dtype=np.float64)
-    order, _, position = _rank_within_user(user_ids, scores, tiebreak=movie_ids)
-    keep = position < k
-    chosen = order[keep]
-    return pd.DataFrame(
-        {
-            "user_id": user_ids[chosen].astype(np.int64),
-            "rank": (position[keep] + 1).astype(np.int64),
-            "movie_id": movie_ids[chosen].astype(np.int64),
-            "score": scores[chosen],
-        }
-    )

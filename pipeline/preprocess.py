@@ -1,8 +1,8 @@
-"""Raw MovieLens files → the seed's 14 categorical features, JSON encoders and a train/test split.
+"""Raw MovieLens files → the reference's 14 categorical features, JSON encoders and a train/test split.
 
 Outputs (all under data/processed/):
   train.parquet, test.parquet   one row per rating: the 14 fields as integer codes, rating, label, timestamp
-                                (the seed's random 80/20 split)
+                                (the reference's random 80/20 split)
   temporal_train.parquet, temporal_test.parquet
                                 the same rows split per user in time: each user's latest 20 % are test
   movies.parquet                the encoded catalogue: movie field codes plus raw title and genres
@@ -113,7 +113,11 @@ class Encoders:
         return {field: len(values) for field, values in self.classes.items()}
 
     def index(self, field: str) -> pd.Index:
-        return pd.Index(self.classes[field])
+        """The field's values as a pandas Index (built once per field: a service asks for it per request)."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        if field not in cache:
+            cache[field] = pd.Index(self.classes[field])
+        return cache[field]
 
     def encode(self, field: str, values) -> np.ndarray:
         codes = self.index(field).get_indexer(pd.Index(values))
@@ -198,7 +202,7 @@ def split_temporal(frame: pd.DataFrame, test_size: float = config.TEST_SIZE) -> 
 
 def preprocess(ratings: pd.DataFrame, movies: pd.DataFrame, users: pd.DataFrame) -> Processed:
     features = build_features(ratings, movies, users)
-    # Fitted over every rating row, as the seed did, so every rated movie and every user has a code.
+    # Fitted over every rating row, as the reference did, so every rated movie and every user has a code.
     encoders = Encoders.fit(features)
     encoded = encoders.encode_frame(features)
     train, test = split_random(encoded)
@@ -246,7 +250,7 @@ def summary(processed: Processed) -> str:
     ]
     if rows == 1_000_209:
         ok = tuple(dims) == config.ML1M_FIELD_DIMS
-        lines.append(f"field dims {'match' if ok else 'DO NOT match'} the seed's {list(config.ML1M_FIELD_DIMS)}")
+        lines.append(f"field dims {'match' if ok else 'DO NOT match'} the reference's {list(config.ML1M_FIELD_DIMS)}")
     return "\n".join(lines)
 
 

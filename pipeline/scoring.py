@@ -8,58 +8,80 @@ becomes one through `ModelScorer`, a baseline through `baselines.fit_baseline`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline import autoint_grid, config
+from pipeline import autoint_grid, config, quiet_imports
 
 ScoreFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 class ModelScorer:
-    """A trained AutoInt as a score function.
+    """A trained 14-field AutoInt as a score function of rows of field codes (not shifted), plus the
+    history fields the model reads (`history_fields`, from cfg), if any.
 
     Rows (any (user, movie) pairs, e.g. the test ratings) go through the Keras model via one traced
     `tf.function` in large batches: `Model.predict` pays tens of milliseconds of set-up per call (it
     builds a data pipeline and a callback loop each time); a direct call of the graph does not.
     Users × catalogue grids (every Top-N) go through `autoint_grid`, the same forward pass computed
-    from the model's weights 3-5× faster (`make bench`); `grid` is None for a model it cannot reproduce.
+    from the model's weights 3-5× faster (`make bench`); `grid` is None for a model it cannot reproduce
+    (any model with a history field, or another attention shape).
     """
 
-    # Measured in full evaluate runs on 2 cores: 262,144 rows per call ~150k rows/s; 8,192 only ~90k
-    # (TensorFlow spreads small calls poorly over both cores).
-    def __init__(self, model, batch_size: int = 262_144):
-        import tensorflow as tf
+    def __init__(self, model, cfg: config.TrainConfig | None = None, batch_size: int = config.SCORING_BATCH_ROWS):
+        tf = quiet_imports.tensorflow()
 
         self.batch_size = batch_size
-        self._model = model
+        self.shift = int(cfg.coded_from_one) if cfg else 0
+        self.history_fields = cfg.history_fields if cfg else {}
         signature = {field: tf.TensorSpec([None, 1], tf.int32, name=field) for field in config.FIELDS}
+        signature |= {name: tf.TensorSpec([None, length], tf.int32, name=name)
+                      for name, (length, _) in self.history_fields.items()}
 
         @tf.function(input_signature=[signature])
         def forward(inputs):
             return model(inputs, training=False)[:, 0]
 
         self._forward = forward
-        try:
-            self.grid = autoint_grid.from_model(model)
-        except autoint_grid.UnsupportedModel:
-            self.grid = None
+        self.grid = None
+        if not self.shift:
+            try:
+                self.grid = autoint_grid.from_model(model)
+            except autoint_grid.UnsupportedModel:
+                pass
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         rows = len(inputs[config.FIELDS[0]])
         out = np.empty(rows, dtype=np.float32)
         for start in range(0, rows, self.batch_size):
-            batch = {field: np.asarray(inputs[field][start:start + self.batch_size], dtype=np.int32)[:, None]
+            stop = start + self.batch_size
+            batch = {field: np.asarray(inputs[field][start:stop], dtype=np.int32)[:, None] + self.shift
                      for field in config.FIELDS}
-            out[start:start + self.batch_size] = self._forward(batch).numpy()
+            batch |= {name: np.asarray(inputs[name][start:stop], dtype=np.int32) for name in self.history_fields}
+            out[start:stop] = self._forward(batch).numpy()
         return out
 
 
-def score_rows(score_fn: ScoreFn, frame: pd.DataFrame) -> np.ndarray:
-    """Scores for rows that already carry all 14 field codes (e.g. the test ratings)."""
-    return score_fn({field: frame[field].to_numpy() for field in config.FIELDS})
+def load_scorer(name: str, split: str, models_dir: Path, fitted, catalogue: pd.DataFrame):
+    """Model `name` trained on `split`, ready to score: a ModelScorer for a 14-field model, a
+    ranker.TwoStage (over the retrieval model `fitted`) for a two-stage one."""
+    from pipeline import architecture, ranker
+    from pipeline.train import load_history
+
+    model = architecture.load_model(config.model_path(name, split, models_dir))
+    cfg = config.train_config(load_history(name, split, models_dir)["config"])
+    if cfg.candidates:
+        return ranker.TwoStage(fitted, ranker.ListScorer(model, cfg), ranker.movie_table(catalogue))
+    return ModelScorer(model, cfg)
+
+
+def score_rows(score_fn: ScoreFn, frame: pd.DataFrame, histories: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Scores for rows that already carry all 14 field codes (e.g. the test ratings), with the row-aligned
+    history fields the score function reads."""
+    return score_fn({**{field: frame[field].to_numpy() for field in config.FIELDS}, **(histories or {})})
 
 
 def latest_context(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -76,6 +98,7 @@ def top_n(
     n: int = config.TOP_N,
     chunk_rows: int = 500_000,
     progress: bool = False,
+    histories: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Rank every catalogue movie for each user and keep the best `n` that are not excluded.
 
@@ -85,6 +108,7 @@ def top_n(
     users      one row per user: the user fields and the context fields (codes)
     catalogue  one row per candidate movie: the movie fields (codes)
     exclude    (user_id, movie_id) code pairs never to recommend, e.g. the movies a user rated
+    histories  {history field: (len(users), length)} per user, for a score function that reads them
     Returns columns user_id, rank (1-based), movie_id, score (codes); ties go to the lower movie code.
     """
     catalogue = catalogue.sort_values("movie_id", ignore_index=True)
@@ -115,6 +139,7 @@ def top_n(
             user_rows, movie_rows = np.divmod(pairs, n_movies)
             inputs = {field: values[start:stop][user_rows] for field, values in user_values.items()}
             inputs |= {field: values[movie_rows] for field, values in movie_values.items()}
+            inputs |= {name: values[start:stop][user_rows] for name, values in (histories or {}).items()}
             scores = np.full((stop - start) * n_movies, -np.inf)
             scores[pairs] = score_fn(inputs)
             scores = scores.reshape(stop - start, n_movies)

@@ -1,213 +1,87 @@
-"""DeepCTR AutoInt / AutoInt+MLP from the feature schema → a fitted model and its per-epoch losses.
+"""Fit a model of config.MODELS on a split's training rows → <name>.keras and <name>.history.json.
 
-Outputs (under artifacts/models/): <name>.keras (reloadable with DeepCTR's custom objects) and
-<name>.history.json (hyper-parameters, per-epoch train/validation loss, wall time).
+The 14-field models (reference, tuned, sampled) are fitted here on rated rows (plus sampled negatives);
+the two-stage rankers are fitted by pipeline.ranker on retrieval candidates. Both write the same files:
+<name>.keras (reloadable with DeepCTR's custom objects) and <name>.history.json (settings, per-epoch
+losses, wall time, rows).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
-import threading
 import time
+from enum import Enum
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import typer
 
-from pipeline import config
+from pipeline import architecture, config, history, quiet_imports, sampling
 from pipeline.config import TrainConfig
-from pipeline.files import atomic_path, write_json
-from pipeline.preprocess import load_processed
-
-
-class _NoThread:
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def start(self):
-        pass
-
-
-def quiet_model_imports() -> None:
-    """Import TensorFlow and DeepCTR without their start-up chatter, for the commands' terminal output.
-
-    TensorFlow 2.21 writes C++ log lines to stderr while it is imported, whatever TF_CPP_MIN_LOG_LEVEL
-    says; DeepCTR's import starts a thread that asks PyPI for a newer version and, offline, prints to
-    stdout (which would break --json). Python errors still raise.
-    """
-    if "deepctr" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    import requests  # noqa: F401  (imported first, so that it keeps the real Thread)
-
-    real_thread, threading.Thread = threading.Thread, _NoThread
-    try:
-        import deepctr  # noqa: F401
-    finally:
-        threading.Thread = real_thread
-
-
-def feature_columns(field_dims: dict[str, int], embedding_dim: int) -> list:
-    quiet_model_imports()
-    from deepctr.feature_column import SparseFeat
-
-    return [SparseFeat(field, vocabulary_size=field_dims[field], embedding_dim=embedding_dim)
-            for field in config.FIELDS]
-
-
-def build_model(field_dims: dict[str, int], cfg: TrainConfig):
-    """DeepCTR's off-the-shelf AutoInt, compiled; `dnn_hidden_units=()` means attention only."""
-    quiet_model_imports()
-    import tensorflow as tf
-    from deepctr.models import AutoInt
-
-    columns = feature_columns(field_dims, cfg.embedding_dim)
-    # AutoInt always adds a linear term; DeepCTR fails at fit on an empty linear column list.
-    model = AutoInt(
-        columns, columns,
-        att_layer_num=cfg.att_layer_num, att_head_num=cfg.att_head_num, att_res=cfg.att_res,
-        dnn_hidden_units=cfg.dnn_hidden_units, dnn_activation=cfg.dnn_activation,
-        dnn_dropout=cfg.dnn_dropout, l2_reg_embedding=cfg.l2_reg_embedding, l2_reg_dnn=cfg.l2_reg_dnn,
-        seed=cfg.seed, task="binary",
-    )
-    ema = {"use_ema": True, "ema_momentum": cfg.ema_momentum} if cfg.ema_momentum else {}
-    model.compile(tf.keras.optimizers.Adam(cfg.learning_rate, **ema), "binary_crossentropy")
-    return model
+from pipeline.files import write_json
+from pipeline.preprocess import Processed, load_processed
 
 
 def lr_schedule(cfg: TrainConfig):
     """The Keras callback that sets epoch e's learning rate to cfg.learning_rate * cfg.lr_decay ** e."""
-    import tensorflow as tf
-
+    tf = quiet_imports.tensorflow()
     return tf.keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay ** epoch)
 
 
-def row_weights(rows: pd.DataFrame) -> np.ndarray | None:
-    """The per-row loss weights training_rows set (cfg.recency_weight), or None when every row weighs 1."""
-    return rows["weight"].to_numpy(dtype="float32") if "weight" in rows else None
+def epoch_progress(description: str, show: bool):
+    """A Keras callback drawing one tqdm bar per epoch (batches, running loss); nothing when not `show`."""
+    tf = quiet_imports.tensorflow()
+    from tqdm import tqdm
+
+    class EpochProgress(tf.keras.callbacks.Callback):
+        bar = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.bar = tqdm(total=self.params.get("steps"), unit="batch", desc=f"{description} epoch {epoch + 1}",
+                            disable=not show, leave=True, file=sys.stderr)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+            if logs and batch % 50 == 0:
+                self.bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs:
+                self.bar.set_postfix({key: f"{value:.4f}" for key, value in logs.items()})
+            self.bar.close()
+
+    return EpochProgress()
 
 
-def model_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {field: frame[field].to_numpy(dtype="int64") for field in config.FIELDS}
+def row_history_inputs(rows: pd.DataFrame, ratings: pd.DataFrame, n_users: int, cfg: TrainConfig) -> dict:
+    """The history fields cfg asks for, per row of `rows`, from the training `ratings` (own movie left out)."""
+    return {name: history.row_histories(rows, ratings, n_users, length, label)
+            for name, (length, label) in cfg.history_fields.items()}
 
 
-def fit_arguments(rows: pd.DataFrame, cfg: TrainConfig) -> dict:
-    """What every model.fit here is given for `rows` under `cfg`: inputs, labels, row weights, batch size
-    and the learning-rate schedule (train and tune both use it, so they cannot drift apart)."""
-    return {"x": model_inputs(rows), "y": rows["label"].to_numpy(dtype="float32"),
-            "sample_weight": row_weights(rows), "batch_size": cfg.batch_size, "callbacks": [lr_schedule(cfg)]}
+def fit_arguments(rows: pd.DataFrame, cfg: TrainConfig, callbacks: list = (), ratings: pd.DataFrame | None = None,
+                  n_users: int = 0) -> dict:
+    """What every model.fit of a 14-field model is given for `rows` under `cfg`: inputs (with the history
+    fields, from the training `ratings`), labels, row weights, batch size and callbacks (train and tune
+    both use it, so they cannot drift apart)."""
+    histories = row_history_inputs(rows, ratings, n_users, cfg) if cfg.history_fields else None
+    return {"x": architecture.model_inputs(rows, cfg, histories), "y": rows["label"].to_numpy(dtype="float32"),
+            "sample_weight": sampling.row_weights(rows), "batch_size": cfg.batch_size,
+            "callbacks": [lr_schedule(cfg), *callbacks]}
 
 
-def negative_sources(train: pd.DataFrame, negatives: int, per: str, rng: np.random.Generator) -> np.ndarray:
-    """Which training rating (row position) each sampled negative is drawn for.
-
-    per="rating": `negatives` for every rating, so a user gets negatives × their number of ratings.
-    per="user": every user gets the same count, negatives × the mean number of ratings per user (rounded),
-    drawn for ratings of theirs picked at random; light users then meet more unrated movies, heavy users fewer.
-    """
-    if per == "rating":
-        return np.repeat(np.arange(len(train)), negatives)
-    if per != "user":
-        raise ValueError(f"unknown negatives_per {per!r}; expected one of {', '.join(config.NEGATIVES_PER)}")
-    rows_by_user = np.argsort(train["user_id"].to_numpy(), kind="stable")
-    _, starts, sizes = np.unique(train["user_id"].to_numpy()[rows_by_user], return_index=True, return_counts=True)
-    each = int(round(negatives * len(train) / len(sizes)))
-    picked = np.repeat(starts, each) + (rng.random(each * len(sizes)) * np.repeat(sizes, each)).astype(np.int64)
-    return rows_by_user[picked]
-
-
-def sample_unrated(train: pd.DataFrame, catalogue: pd.DataFrame, negatives: int, sampler: str,
-                   seed: int, per: str = "rating") -> pd.DataFrame:
-    """`negatives` movies per training rating (or per user on average: negative_sources) that the user has
-    no training rating for, as label-0 rows.
-
-    A sampled row keeps the user's fields and the rating-time context of the real rating it was drawn
-    for; its movie fields come from `catalogue`. `sampler` is "uniform" over the catalogue or
-    "popularity" (proportional to a movie's training ratings, so popular movies are also seen unrated).
-    """
-    rng = np.random.default_rng(seed)
-    catalogue = catalogue.sort_values("movie_id", ignore_index=True)
-    n_movies = len(catalogue)
-    if sampler == "uniform":
-        weights = None
-    elif sampler == "popularity":
-        counts = np.bincount(train["movie_id"], minlength=n_movies).astype(float) + 1.0
-        weights = counts / counts.sum()
-    else:
-        raise ValueError(f"unknown negative sampler {sampler!r}; expected one of {', '.join(config.NEGATIVE_SAMPLERS)}")
-    rated = np.unique(train["user_id"].to_numpy() * n_movies + train["movie_id"].to_numpy())
-    source = negative_sources(train, negatives, per, rng)
-    users = train["user_id"].to_numpy()[source]
-    movies = rng.choice(n_movies, size=len(source), p=weights)
-    # Redraw the few draws that hit a rated movie; users have rated at most ~2/3 of the catalogue.
-    for _ in range(50):
-        keys = users * n_movies + movies
-        hit = rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] == keys
-        if not hit.any():
-            break
-        movies[hit] = rng.choice(n_movies, size=int(hit.sum()), p=weights)
-    sampled = train.iloc[source].reset_index(drop=True)
-    for field in config.MOVIE_FIELDS:
-        sampled[field] = catalogue[field].to_numpy()[movies]
-    sampled["rating"] = 0
-    sampled["label"] = 0
-    return sampled[~hit].reset_index(drop=True) if hit.any() else sampled
-
-
-def training_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame | None) -> pd.DataFrame:
-    """The rows the model is fitted on: the ratings, plus sampled unrated movies when cfg.negatives > 0.
-
-    Shuffled once here, because Keras holds out the *last* rows for validation and would otherwise
-    validate on sampled rows only.
-    """
-    if cfg.recency_weight:
-        order = train.groupby("user_id")["timestamp"].rank(method="first") - 1
-        latest = train.groupby("user_id")["timestamp"].transform("size").clip(lower=2) - 1
-        train = train.assign(weight=(1 + cfg.recency_weight * order / latest).astype("float32"))
-    if cfg.target == "rated":
-        train = train.assign(label=np.float32(1))
-    elif cfg.target == "graded":
-        train = train.assign(label=(train["rating"] / config.MAX_RATING).astype("float32"))
-    elif cfg.target != "liked":
-        raise ValueError(f"unknown target {cfg.target!r}; expected one of {', '.join(config.TARGETS)}")
-    if cfg.negatives == 0:
-        return train
-    if catalogue is None:
-        raise ValueError("negative sampling needs the movie catalogue")
-    rows = pd.concat([train, sample_unrated(train, catalogue, cfg.negatives, cfg.negative_sampler, cfg.seed,
-                                                 cfg.negatives_per)],
-                     ignore_index=True)
-    return rows.sample(frac=1.0, random_state=cfg.seed, ignore_index=True)
-
-
-def epoch_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame | None, epoch: int) -> pd.DataFrame:
-    """The rows of epoch `epoch` (from 0): with cfg.fresh_negatives a new draw of negatives (seed + epoch),
-    otherwise the same rows as every other epoch."""
-    fresh = cfg.negatives and cfg.fresh_negatives
-    return training_rows(train, dataclasses.replace(cfg, seed=cfg.seed + epoch) if fresh else cfg, catalogue)
-
-
-def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfig, verbose: int = 2,
+def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfig, progress: bool = False,
                 catalogue: pd.DataFrame | None = None):
     """Fit on `train` (the last `validation_split` of its rows are held out, as Keras does).
 
-    Returns the model and a history dict: per-epoch loss and val_loss, and the wall time.
+    Returns the model and a history dict: settings, per-epoch loss and val_loss, wall time, rows.
     """
-    import tensorflow as tf
-
+    tf = quiet_imports.tensorflow()
     tf.keras.utils.set_random_seed(cfg.seed)
-    model = build_model(field_dims, cfg)
+    model = architecture.build_model(field_dims, cfg)
+    n_users = field_dims["user_id"]
+    bar = [epoch_progress(cfg.model, progress)]
     started = time.perf_counter()
     if cfg.negatives and cfg.fresh_negatives:
         # A new draw of unrated movies every epoch, so the model meets epochs × negatives different
@@ -215,27 +89,28 @@ def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfi
         # tenth of the rows.
         losses = {"loss": [], "val_loss": []}
         for epoch in range(cfg.epochs):
-            rows = epoch_rows(train, cfg, catalogue, epoch)
-            fitted = model.fit(**fit_arguments(rows, cfg), epochs=epoch + 1, initial_epoch=epoch,
-                               validation_split=cfg.validation_split, shuffle=True, verbose=verbose)
+            rows = sampling.epoch_rows(train, cfg, catalogue, epoch)
+            fitted = model.fit(**fit_arguments(rows, cfg, bar, train, n_users), epochs=epoch + 1, initial_epoch=epoch,
+                               validation_split=cfg.validation_split, shuffle=True, verbose=0)
             for key in losses:
                 losses[key] += fitted.history.get(key, [float("nan")])
-        train = rows
     else:
-        train = training_rows(train, cfg, catalogue)
-        losses = model.fit(**fit_arguments(train, cfg), epochs=cfg.epochs, validation_split=cfg.validation_split,
-                           shuffle=True, verbose=verbose).history
-    history = {
+        rows = sampling.training_rows(train, cfg, catalogue)
+        losses = model.fit(**fit_arguments(rows, cfg, bar, train, n_users), epochs=cfg.epochs,
+                           validation_split=cfg.validation_split, shuffle=True, verbose=0).history
+    return model, training_history(cfg, losses, time.perf_counter() - started, len(rows))
+
+
+def training_history(cfg: TrainConfig, losses: dict, seconds: float, rows: int) -> dict:
+    """What <name>.history.json holds: the settings, per-epoch loss and val_loss, wall time and rows."""
+    val_losses = losses.get("val_loss", [float("nan")] * len(losses["loss"]))
+    return {
         "config": dataclasses.asdict(cfg),
-        "epochs": [
-            {"epoch": i + 1, "loss": float(loss), "val_loss": float(val)}
-            for i, (loss, val) in enumerate(zip(losses["loss"], losses.get(
-                "val_loss", [float("nan")] * len(losses["loss"]))))
-        ],
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "train_rows": len(train),
+        "epochs": [{"epoch": i + 1, "loss": float(loss), "val_loss": float(val)}
+                   for i, (loss, val) in enumerate(zip(losses["loss"], val_losses))],
+        "train_seconds": round(seconds, 1),
+        "train_rows": rows,
     }
-    return model, history
 
 
 def history_path(name: str, split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
@@ -246,20 +121,11 @@ def load_history(name: str, split: str = "random", models_dir: Path = config.MOD
     return json.loads(history_path(name, split, models_dir).read_text())
 
 
-def save_model(model, history: dict, models_dir: Path, name: str) -> Path:
-    path = models_dir / f"{name}.keras"
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-    write_json(models_dir / f"{name}.history.json", history)
+def save_model(model, history: dict, name: str, split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
+    """Write <name>.keras, then its history (the history's presence marks a finished model)."""
+    path = architecture.save_model(model, config.model_path(name, split, models_dir))
+    write_json(history_path(name, split, models_dir), history)
     return path
-
-
-def load_model(path: Path):
-    quiet_model_imports()
-    import tensorflow as tf
-    from deepctr.layers import custom_objects
-
-    return tf.keras.models.load_model(path, custom_objects=custom_objects, compile=False)
 
 
 def epoch_table(history: dict) -> str:
@@ -275,60 +141,70 @@ def parse_units(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
 
 
+def overrides_from_options(**options) -> dict:
+    """The command line's training options that were given, as TrainConfig fields."""
+    renamed = {"lr": "learning_rate"}
+    values = {renamed.get(key, key): value for key, value in options.items() if value is not None}
+    if "dnn_hidden_units" in values:
+        values["dnn_hidden_units"] = parse_units(values["dnn_hidden_units"])
+    return {key: value.value if isinstance(value, Enum) else value for key, value in values.items()}
+
+
+def train_and_save(name: str, cfg: TrainConfig, data: Processed, split: str, models_dir: Path,
+                   progress: bool) -> dict:
+    """Train model `name` with `cfg` on `data`'s training rows (split `split`) and save it; returns its history."""
+    if cfg.candidates:
+        from pipeline import ranker
+
+        fitted, history = ranker.train_ranker(data, cfg, progress=progress)
+    else:
+        fitted, history = train_model(data.train, data.encoders.dims(), cfg, progress=progress,
+                                      catalogue=data.movies)
+    history["split"] = split
+    save_model(fitted, history, name, split, models_dir)
+    return history
+
+
 def train_command(
-    model: str = typer.Option("autoint", help=f"One of {', '.join(config.MODEL_DEFAULTS)}."),
-    epochs: int = typer.Option(None, min=1, help="Default: the seed's 5."),
-    lr: float = typer.Option(None, "--lr", min=0.0, help="Adam learning rate. Default: 1e-4."),
-    batch_size: int = typer.Option(None, min=1, help="Default: 2048."),
-    embedding_dim: int = typer.Option(None, min=1, help="Default: 16."),
-    att_layer_num: int = typer.Option(None, min=1),
+    model: config.Model = typer.Option(..., help="The model to train (config.MODELS)."),
+    split: config.Split = typer.Option(config.Split.random, help="The split whose training rows to fit."),
+    settings: Path = typer.Option(None, help="A settings file written by `python3 -m pipeline.settings` "
+                                             "(what the Makefile passes); options below override it."),
+    epochs: int = typer.Option(None, min=1),
+    lr: float = typer.Option(None, "--lr", min=0.0, help="Adam learning rate."),
+    batch_size: int = typer.Option(None, min=1),
+    embedding_dim: int = typer.Option(None, min=1),
+    att_layer_num: int = typer.Option(None, min=0),
     att_head_num: int = typer.Option(None, min=1),
     dnn_hidden_units: str = typer.Option(None, help='Comma list, e.g. "32,32"; "" for none.'),
     dnn_dropout: float = typer.Option(None, min=0.0, max=1.0),
     validation_split: float = typer.Option(None, min=0.0, max=0.9),
     negatives: int = typer.Option(None, min=0, help="Sampled unrated movies per rating (0: rated rows only)."),
-    negative_sampler: str = typer.Option(None, help=f"One of {', '.join(config.NEGATIVE_SAMPLERS)}."),
-    negatives_per: str = typer.Option(None, help=f"One of {', '.join(config.NEGATIVES_PER)}: negatives per rating, "
-                                                 "or the same count for every user."),
+    negative_sampler: config.NegativeSampler = typer.Option(None),
+    negatives_per: config.NegativesPer = typer.Option(None, help="Negatives per rating, or the same count per user."),
     fresh_negatives: bool = typer.Option(None, "--fresh-negatives/--fixed-negatives",
-                                         help="Draw new negatives every epoch, or once. Default: the model's setting."),
-    seed: int = typer.Option(None),
-    split: str = typer.Option("random", help=f"One of {', '.join(config.SPLITS)}."),
+                                         help="Draw new negatives every epoch, or once."),
+    seed: int = typer.Option(None, help="Random seed of the weights and of the sampled negatives."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
-    """Train one model (defaults: the seed's settings) and save it with its loss history."""
-    if model not in config.MODEL_DEFAULTS:
-        typer.echo(f"error: unknown model {model!r}; choose one of {', '.join(config.MODEL_DEFAULTS)}", err=True)
-        raise typer.Exit(2)
-    overrides = {
-        "epochs": epochs, "learning_rate": lr, "batch_size": batch_size, "embedding_dim": embedding_dim,
-        "att_layer_num": att_layer_num, "att_head_num": att_head_num,
-        "dnn_hidden_units": parse_units(dnn_hidden_units), "dnn_dropout": dnn_dropout,
-        "validation_split": validation_split, "seed": seed, "negatives": negatives,
-        "negative_sampler": negative_sampler, "negatives_per": negatives_per, "fresh_negatives": fresh_negatives,
-    }
-    cfg = dataclasses.replace(config.MODEL_DEFAULTS[model],
-                              **{key: value for key, value in overrides.items() if value is not None})
-    if (split not in config.SPLITS or cfg.negative_sampler not in config.NEGATIVE_SAMPLERS
-            or cfg.negatives_per not in config.NEGATIVES_PER):
-        typer.echo(f"error: split must be one of {', '.join(config.SPLITS)}, the sampler one of "
-                   f"{' or '.join(config.NEGATIVE_SAMPLERS)} and negatives-per {' or '.join(config.NEGATIVES_PER)}",
-                   err=True)
-        raise typer.Exit(2)
+    """Train one model (its settings from config.MODELS, or --settings) and save it with its loss history."""
+    overrides = overrides_from_options(
+        epochs=epochs, lr=lr, batch_size=batch_size, embedding_dim=embedding_dim, att_layer_num=att_layer_num,
+        att_head_num=att_head_num, dnn_hidden_units=dnn_hidden_units, dnn_dropout=dnn_dropout,
+        validation_split=validation_split, negatives=negatives, negative_sampler=negative_sampler,
+        negatives_per=negatives_per, fresh_negatives=fresh_negatives, seed=seed)
+    name = model.value
+    cfg = (config.train_config(json.loads(settings.read_text())["config"]) if settings
+           else config.model_settings(name, split.value))
+    cfg = dataclasses.replace(cfg, **overrides)
     try:
-        data = load_processed(processed_dir).split(split)
+        data = load_processed(processed_dir).split(split.value)
     except FileNotFoundError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2)
-    typer.echo(f"training {model} on the {split} split's {len(data.train):,} ratings: {cfg}")
-    fitted, history = train_model(data.train, data.encoders.dims(), cfg,
-                                  verbose=1 if sys.stdout.isatty() else 2, catalogue=data.movies)
-    history["split"] = split
-    path = save_model(fitted, history, config.model_path(model, split, models_dir).parent, model)
+    typer.echo(f"training {name} on the {split.value} split's {len(data.train):,} ratings")
+    history = train_and_save(name, cfg, data, split.value, models_dir, progress=sys.stderr.isatty())
     typer.echo(epoch_table(history))
-    typer.echo(f"trained in {history['train_seconds']} s; saved {path}")
-
-
-if __name__ == "__main__":
-    typer.run(train_command)
+    typer.echo(f"{name}: trained in {history['train_seconds']} s; saved "
+               f"{config.model_path(name, split.value, models_dir)}")

@@ -1,17 +1,34 @@
-"""Shared fixtures: generated MovieLens-format data, and a whole small pipeline run on it."""
+"""Shared fixtures: generated MovieLens-format data, and a whole small pipeline run on it.
+
+Every default path of pipeline.config points into a temporary root for the whole session (set before
+any pipeline module is imported), so no test writes into the repository's own data/ or artifacts/.
+"""
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from pathlib import Path
 
-import pytest
+os.environ["ML_PIPELINE_ROOT"] = tempfile.mkdtemp(prefix="pipeline-tests-")
 
-from pipeline import config
-from tests.fake_movielens import write_fake_movielens
+import pytest  # noqa: E402
 
-# The models the small run trains, per split: both seed models and both ranking models, and one
-# temporal-split model so the temporal code path runs too.
-SMALL_RUN_MODELS = {"random": (*config.SEED_MODELS, *config.RANKING_MODELS), "temporal": ("autoint_ranking",)}
+from pipeline import config  # noqa: E402
+from tests.fake_movielens import write_fake_movielens  # noqa: E402
+
+# The models the small run trains, per split: the product's (reference and two-stage) on the random split,
+# and one two-stage model on the temporal split so the temporal code path runs too.
+SMALL_RUN_MODELS = {"random": config.PRODUCT_MODELS["random"], "temporal": ("autoint_two_stage",)}
+# Settings that make the generated data train in seconds: one epoch, and candidate lists that fit the
+# 200-movie catalogue.
+SMALL = {"epochs": 1, "learning_rate": 1e-3, "batch_size": 512}
+SMALL_TWO_STAGE = {"candidates": 40, "batch_size": 1600, "folds": 3}
+
+
+def small_config(name: str, split: str = "random", **changes) -> config.TrainConfig:
+    cfg = config.model_settings(name, split)
+    return dataclasses.replace(cfg, **{**SMALL, **(SMALL_TWO_STAGE if cfg.candidates else {}), **changes})
 
 
 @pytest.fixture(scope="session")
@@ -22,22 +39,22 @@ def raw_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory, raw_dir) -> Path:
     """A root folder laid out like the repo's (data/processed, artifacts/models) after a real, tiny run:
-    preprocess on generated data, the models trained for one epoch, then evaluate.
-    """
-    from pipeline import evaluate, preprocess, train
+    preprocess on generated data, retrieval, the models trained for one epoch, evaluate, report."""
+    from pipeline import evaluate, preprocess, report, retrieval, train
 
     root = tmp_path_factory.mktemp("run")
     processed_dir, artifacts_dir = root / "data" / "processed", root / "artifacts"
+    models_dir = artifacts_dir / "models"
     processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
     preprocess.save_processed(processed, processed_dir)
     for split, names in SMALL_RUN_MODELS.items():
         data = processed.split(split)
+        retrieval.save(retrieval.fit(data.train, len(data.users), len(data.movies)), retrieval.path(split, models_dir))
         for name in names:
-            cfg = dataclasses.replace(config.MODEL_DEFAULTS[name], epochs=1, learning_rate=1e-3, batch_size=512)
-            model, history = train.train_model(data.train, processed.encoders.dims(), cfg, verbose=0,
-                                               catalogue=processed.movies)
-            path = config.model_path(name, split, artifacts_dir / "models")
-            train.save_model(model, history, path.parent, name)
-    results, outputs, histories = evaluate.evaluate_splits(processed, artifacts_dir / "models", SMALL_RUN_MODELS)
-    evaluate.save_outputs(results, outputs, histories, artifacts_dir, processed)
+            train.train_and_save(name, small_config(name, split), data, split, models_dir, progress=False)
+    results = evaluate.evaluate_models(processed, SMALL_RUN_MODELS, models_dir, artifacts_dir, echo=lambda line: None)
+    from pipeline.files import write_json
+
+    write_json(artifacts_dir / "metrics.json", results)
+    report.write_report(artifacts_dir)
     return root

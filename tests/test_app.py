@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pipeline import recommend
+
 APP = str(Path(__file__).parent.parent / "pipeline" / "app.py")
 
 
@@ -13,18 +15,26 @@ def page(small_run, monkeypatch):
     return AppTest.from_file(APP, default_timeout=120)
 
 
-def test_user_input_shows_profile_history_and_n_rows(page):
+@pytest.fixture(scope="module")
+def rec(small_run):
+    return recommend.load_recommender(small_run / "data" / "processed", small_run / "artifacts" / "models")
+
+
+def test_user_input_shows_profile_history_and_the_cores_n_rows(page, rec):
     page.run()
     page.text_input[0].set_value("5")
     page.number_input[0].set_value(7)
     page.selectbox[0].set_value("autoint")
     page.run()
     assert not page.exception and not page.error
-    assert len(page.metric) == 4
-    assert any("User 5" in s.value for s in page.subheader)
-    assert len(page.table) == 1 and len(page.table[0].value) == 7
-    assert len(page.dataframe) == 1  # the liked history
-    assert (page.dataframe[0].value["rating"] >= 4).all()
+    assert [metric.value for metric in page.metric] == [recommend.profile(rec, 5)[key]
+                                                        for key in ("gender", "age", "occupation", "zip")]
+    assert len(page.table) == 1
+    shown = page.table[0].value
+    expected = recommend.recommend(rec, 5, "autoint", n=7)
+    assert list(shown["movie_id"]) == list(expected["movie_id"])
+    history = page.dataframe[0].value
+    assert list(history["title"]) == list(recommend.liked_history(rec, 5)["title"])
 
 
 def test_comparison_mode_shows_two_tables_side_by_side(page):
@@ -44,10 +54,22 @@ def test_unknown_user_shows_a_message(page):
     assert any("unknown user 99999" in e.value for e in page.error)
 
 
+def test_a_new_person_picks_movies_and_gets_the_cores_top_n(page, rec):
+    page.run()
+    picker = page.multiselect[0]
+    liked = list(recommend.movies_by_likes(rec)["movie_id"].head(3))
+    picker.set_value(liked)
+    page.run()
+    assert not page.exception and not page.error
+    tables = [table.value for table in page.table]
+    expected = recommend.recommend_for_liked(rec, liked, n=10)
+    assert any(list(table["movie_id"]) == list(expected["movie_id"]) for table in tables)
+
+
 def test_report_view_shows_metrics_tables(page):
     page.run()
     text = " ".join(m.value for m in page.markdown)
-    assert "NDCG@10 seed" in text and "most popular" in text
+    assert "NDCG@10 reference" in text and "most popular" in text and "AutoInt+MLP (two-stage)" in text
 
 
 def test_missing_artifacts_show_a_message(tmp_path, monkeypatch):
@@ -56,4 +78,4 @@ def test_missing_artifacts_show_a_message(tmp_path, monkeypatch):
     page.run()
     assert not page.exception
     messages = " ".join(e.value for e in page.error)
-    assert "make preprocess" in messages and "make evaluate" in messages
+    assert "make preprocess" in messages and "make all" in messages

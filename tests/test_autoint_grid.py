@@ -10,14 +10,14 @@ import pytest
 from pipeline import autoint_grid, config
 from pipeline.bench import plain_predict
 from pipeline.scoring import ModelScorer, top_n
-from pipeline.train import build_model
+from pipeline.architecture import build_model
 
 DIMS = dict(zip(config.FIELDS, (50, 40, 10, 30, 4, 12, 1, 18, 18, 16, 2, 7, 21, 45)))
 
 
 def random_model(name: str, **changes):
     """A DeepCTR AutoInt with weights drawn wide enough that attention is far from uniform."""
-    model = build_model(DIMS, dataclasses.replace(config.MODEL_DEFAULTS[name], **changes))
+    model = build_model(DIMS, dataclasses.replace(config.MODELS[name], **changes))
     rng = np.random.default_rng(7)
     for weight in model.weights:
         weight.assign(rng.normal(0.0, 0.4, weight.shape).astype(np.float32))

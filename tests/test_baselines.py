@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import baselines
+from pipeline import baselines, config
 from pipeline.metrics import rated_metrics
 
 # movie 1: 2 of 3 positive; movie 2: 0 of 2; movie 3: 3 of 5. Global rate g = 5/10.
@@ -24,7 +24,7 @@ def test_popularity_counts_positive_ratings_including_zero():
 
 def test_positive_rate_default_strength_is_ten():
     rates = baselines.positive_rate(TRAIN)
-    assert baselines.PRIOR_STRENGTH == 10
+    assert config.POSITIVE_RATE_PRIOR == 10
     assert rates[1] == pytest.approx((2 + 10 * 0.5) / (3 + 10))  # 7/13
     assert rates[2] == pytest.approx((0 + 10 * 0.5) / (2 + 10))  # 5/12
     assert rates[3] == pytest.approx((3 + 10 * 0.5) / (5 + 10))  # 8/15
@@ -50,14 +50,6 @@ def test_fit_baseline_most_popular_and_positive_rate_defaults():
     np.testing.assert_array_equal(baselines.fit_baseline("most_popular", TRAIN)(users, movies), [3.0, 0.0, 2.0])
     rates = baselines.fit_baseline("positive_rate", TRAIN)(users, movies)
     np.testing.assert_allclose(rates, [8 / 15, 0.5, 7 / 13])
-
-
-def test_random_scores_are_uniform_and_seeded():
-    scores = baselines.random_scores(10_000, seed=1)
-    assert scores.shape == (10_000,) and scores.min() >= 0.0 and scores.max() < 1.0
-    assert 0.48 < scores.mean() < 0.52
-    np.testing.assert_array_equal(scores, baselines.random_scores(10_000, seed=1))
-    assert not np.array_equal(scores, baselines.random_scores(10_000, seed=2))
 
 
 def test_random_baseline_is_fixed_per_pair_whatever_the_batching():
@@ -92,18 +84,6 @@ CO_LIKED = pd.DataFrame({
 })
 
 
-def test_ease_weights_have_a_zero_diagonal_and_link_movies_liked_together():
-    liked = baselines.liked_matrix(CO_LIKED, n_users=6, n_movies=4)
-    assert liked.sum() == 9 and liked[5, 3] == 0 and liked[5, 0] == 1
-    weights = baselines.ease_weights(liked, l2=1.0)
-    np.testing.assert_array_equal(np.diag(weights), 0.0)
-    assert weights[0, 1] > 0.3 and weights[1, 0] > 0.3  # co-liked movies predict each other
-    assert abs(weights[0, 2]) < 0.05 and abs(weights[2, 1]) < 0.05  # never liked together
-    np.testing.assert_array_equal(weights[:, 3], 0.0)  # no one liked movie 3: nothing predicts it
-    # More regularisation shrinks every weight.
-    assert np.abs(baselines.ease_weights(liked, l2=100.0)).max() < np.abs(weights).max()
-
-
 def test_ease_scorer_ranks_the_co_liked_movie_first_and_scores_unknown_codes_zero():
     score = baselines.fit_baseline("ease", CO_LIKED)
     # User 5 liked movie 0 only: movie 1 (always liked with 0) must outrank movie 2 and movie 3.
@@ -112,3 +92,13 @@ def test_ease_scorer_ranks_the_co_liked_movie_first_and_scores_unknown_codes_zer
     # User 3 liked movie 2 only, which no one liked with 0 or 1.
     assert score(np.array([3]), np.array([2]))[0] == pytest.approx(0.0, abs=1e-12)  # own movie: zero diagonal
     np.testing.assert_array_equal(score(np.array([99, 0]), np.array([0, 99])), [0.0, 0.0])
+
+
+def test_ease_scorer_uses_a_given_retrieval_model_instead_of_fitting_one():
+    from pipeline import retrieval
+
+    fitted = retrieval.fit(CO_LIKED, 6, 4, l2=1.0)
+    score = baselines.fit_baseline("ease", CO_LIKED, fitted=fitted)
+    liked = retrieval.liked_matrix(CO_LIKED, 6, 4).toarray()
+    users, movies = np.repeat(np.arange(6), 4), np.tile(np.arange(4), 6)
+    np.testing.assert_allclose(score(users, movies), (liked @ fitted.weights)[users, movies], rtol=1e-6)

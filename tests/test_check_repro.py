@@ -11,19 +11,19 @@ import typer
 from typer.testing import CliRunner
 
 from pipeline.check_repro import check, check_repro_command
-from pipeline.config import REPRO_TOLERANCE, SEED_TABLE
+from pipeline.config import REPRO_TOLERANCE, REFERENCE_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def results(shift: float = 0.0) -> dict:
-    """A metrics.json payload whose seed-protocol numbers are the seed's plus `shift`."""
+    """A metrics.json payload whose reference-protocol numbers are the reference's plus `shift`."""
     protocols = {
         model: {
-            "seed_protocol": {**{m: v + shift for m, v in published.items()}, "users": 6000},
+            "reference_protocol": {**{m: v + shift for m, v in published.items()}, "users": 6000},
             "rated": {"auc": 0.8, "logloss": 0.5, "ndcg@10": 0.9, "users": 6000},
         }
-        for model, published in SEED_TABLE.items()
+        for model, published in REFERENCE_TABLE.items()
     }
     return {"models": protocols, "baselines": {"random": protocols["autoint"]}}
 
@@ -42,8 +42,8 @@ def run(tmp_path):
     return invoke
 
 
-def test_seed_table_covers_both_seed_models():
-    assert set(SEED_TABLE) == {"autoint", "autoint_mlp"}
+def test_reference_table_covers_both_reference_models():
+    assert set(REFERENCE_TABLE) == {"autoint", "autoint_mlp"}
     assert REPRO_TOLERANCE == 0.005
 
 
@@ -61,14 +61,14 @@ def test_outside_tolerance_fails_for_every_metric(shift):
 
 def test_one_metric_off_names_that_metric():
     metrics = results()
-    metrics["models"]["autoint_mlp"]["seed_protocol"]["hit_rate@10"] -= 0.02
+    metrics["models"]["autoint_mlp"]["reference_protocol"]["hit_rate@10"] -= 0.02
     (failure,) = check(metrics)
     assert "autoint_mlp" in failure and "hit_rate@10" in failure
 
 
 def test_tolerance_and_table_are_parameters():
     assert check(results(0.004), tolerance=0.001) != []
-    assert check({"models": {"x": {"seed_protocol": {"ndcg@10": 0.5}}}}, seed_table={"x": {"ndcg@10": 0.5}}) == []
+    assert check({"models": {"x": {"reference_protocol": {"ndcg@10": 0.5}}}}, reference_table={"x": {"ndcg@10": 0.5}}) == []
 
 
 def test_missing_model_is_reported_once():
@@ -80,21 +80,21 @@ def test_missing_model_is_reported_once():
 
 def test_missing_protocol_metric_or_non_number_fails():
     metrics = results()
-    del metrics["models"]["autoint"]["seed_protocol"]
-    del metrics["models"]["autoint_mlp"]["seed_protocol"]["ndcg@10"]
+    del metrics["models"]["autoint"]["reference_protocol"]
+    del metrics["models"]["autoint_mlp"]["reference_protocol"]["ndcg@10"]
     failures = check(metrics)
-    assert failures == ["autoint: seed_protocol missing", "autoint_mlp seed_protocol ndcg@10: metric missing"]
+    assert failures == ["autoint: reference_protocol missing", "autoint_mlp reference_protocol ndcg@10: metric missing"]
     for bad in ("0.66", None, True, float("nan"), float("inf")):
         metrics = results()
-        metrics["models"]["autoint"]["seed_protocol"]["ndcg@10"] = bad
-        assert check(metrics) == [f"autoint seed_protocol ndcg@10: not a number ({bad!r})"]
+        metrics["models"]["autoint"]["reference_protocol"]["ndcg@10"] = bad
+        assert check(metrics) == [f"autoint reference_protocol ndcg@10: not a number ({bad!r})"]
 
 
 def test_command_passes_and_prints_the_table(run):
     result = run(results(0.001))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["model", "metric", "ours", "seed", "diff", "ok"]
+    assert lines[0].split() == ["model", "metric", "ours", "reference", "diff", "ok"]
     assert lines[1].split() == ["autoint", "ndcg@10", "0.66301", "0.66201", "+0.00100", "yes"]
     assert len(lines) == 6 and result.stderr == ""
 
@@ -105,8 +105,8 @@ def test_command_fails_with_one_stderr_line_per_failure(run):
     result = run(metrics)
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "autoint seed_protocol ndcg@10: ours 0.67201 vs seed 0.66201, |diff| 0.01000 > tolerance 0.005",
-        "autoint seed_protocol hit_rate@10: ours 0.64026 vs seed 0.63026, |diff| 0.01000 > tolerance 0.005",
+        "autoint reference_protocol ndcg@10: ours 0.67201 vs reference 0.66201, |diff| 0.01000 > tolerance 0.005",
+        "autoint reference_protocol hit_rate@10: ours 0.64026 vs reference 0.63026, |diff| 0.01000 > tolerance 0.005",
         "autoint_mlp: model missing from metrics",
     ]
     assert "NO" in result.stdout

@@ -73,6 +73,37 @@ def test_wrong_checksum_is_rejected_and_leaves_nothing(official, tmp_path):
     assert list((tmp_path / "data").iterdir()) == []
 
 
+def test_an_official_archive_with_the_wrong_md5_is_refused(official, tmp_path, monkeypatch):
+    folder, sums = official
+    archive = make_zip(folder, tmp_path / "served.zip")
+
+    class Response:
+        headers = {"content-length": str(archive.stat().st_size)}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            return False
+
+        def raise_for_status(self):
+            pass
+
+        def iter_content(self, size):
+            data = archive.read_bytes()
+            return (data[i:i + size] for i in range(0, len(data), size))
+
+    import requests
+
+    monkeypatch.setattr(requests, "get", lambda *args, **kwargs: Response())
+    (tmp_path / "data").mkdir()
+    with pytest.raises(download.DownloadError) as error:
+        download.obtain_movielens(tmp_path / "data" / "ml-1m", None, sums, url="https://example.org/ml-1m.zip",
+                                  fetch_wheel=None)
+    assert f"expected {config.OFFICIAL_ZIP_MD5}" in str(error.value)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
 def test_no_reachable_source_says_what_was_tried(official, tmp_path):
     _, sums = official
 

@@ -113,3 +113,22 @@ def test_command_without_raw_files_is_one_clear_error(tmp_path):
     assert result.exit_code == 2
     assert "make download" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_temporal_split_holds_out_each_users_latest_fifth_and_at_least_one():
+    frame = pd.DataFrame({"user_id": [1] * 10 + [2] * 3 + [3],
+                          "timestamp": [5, 1, 9, 3, 7, 2, 8, 4, 6, 10] + [30, 10, 20] + [1],
+                          "movie_id": range(14)})
+    train, test = preprocess.split_temporal(frame)
+    assert sorted(test.loc[test["user_id"] == 1, "timestamp"]) == [9, 10]  # floor(10 × 0.2) = 2 latest
+    assert list(test.loc[test["user_id"] == 2, "timestamp"]) == [30]  # floor(0.6) → at least one
+    assert list(test.loc[test["user_id"] == 3, "timestamp"]) == [1]  # a single rating goes to test
+    assert len(train) + len(test) == len(frame)
+    latest_train = train.groupby("user_id")["timestamp"].max()
+    assert (test.groupby("user_id")["timestamp"].min() >= latest_train.reindex([1, 2, 3]).fillna(0)).all()
+
+
+def test_temporal_split_keeps_file_order_for_ratings_at_the_same_time():
+    frame = pd.DataFrame({"user_id": [1] * 5, "timestamp": [1, 2, 3, 3, 3], "movie_id": [10, 11, 12, 13, 14]})
+    _, test = preprocess.split_temporal(frame, test_size=0.4)
+    assert list(test["movie_id"]) == [13, 14]

@@ -1,48 +1,46 @@
+"""A whole small run: every artifact is written, the report holds its sections, the reference check fails on
+generated data as it must."""
 import json
-import re
-from pathlib import Path
+
+from typer.testing import CliRunner
 
 from pipeline import config
+from tests.conftest import SMALL_RUN_MODELS
 
 
 def test_small_run_writes_every_artifact(small_run):
     artifacts = small_run / "artifacts"
     results = json.loads((artifacts / "metrics.json").read_text())
-    assert set(results["models"]) == {*config.SEED_MODELS, *config.RANKING_MODELS}
-    assert set(results["temporal"]["models"]) == {"autoint_ranking"}
+    assert set(results["models"]) == set(SMALL_RUN_MODELS["random"])
+    assert set(results["temporal"]["models"]) == set(SMALL_RUN_MODELS["temporal"])
     assert set(results["baselines"]) == {"random", "most_popular", "positive_rate", "ease"}
-    for name in ("autoint", "autoint_mlp", "autoint_ranking", "most_popular"):
+    for name in (*config.REFERENCE_MODELS, "most_popular", "ease"):
         assert (artifacts / "predictions" / f"{name}.parquet").is_file()
+    for name in (*SMALL_RUN_MODELS["random"], "ease"):
         assert (artifacts / "top10" / f"{name}.parquet").is_file()
-    assert (artifacts / "top10" / "temporal" / "autoint_ranking.parquet").is_file()
+    assert (artifacts / "top10" / "temporal" / "autoint_two_stage.parquet").is_file()
+    # A two-stage model orders candidates: it has full-catalogue numbers only.
+    two_stage = results["models"]["autoint_mlp_two_stage"]
+    assert set(two_stage) == {"full_catalog", "train_seconds"}
     for name in ("report.md", "loss_curves.png", "metrics.png"):
         assert (artifacts / name).stat().st_size > 0
     report = (artifacts / "report.md").read_text()
-    assert "## Targets" in report
-    # One table holds every model and baseline of both splits.
-    table = report.split("## Every model and baseline under every protocol and split")[1].split("\n\n")[1]
-    assert "| AutoInt ranking | random |" in table and "| AutoInt ranking | temporal |" in table
-    assert "| EASE (item-item, reference) | random |" in table and "| most popular | temporal |" in table
-    assert "the EASE reference on the temporal split reaches" in report
+    assert "### Targets" in report and "## Training" in report
+    table = report.split("## `make all`: the product models")[1].split("\n\n")[1]
+    assert "| AutoInt+MLP (two-stage) | random |" in table and "| AutoInt (two-stage) | temporal |" in table
+    assert "| EASE (retrieval alone) | random |" in table and "| most popular | temporal |" in table
+    assert "AutoInt+MLP (two-stage) random split full-catalogue recall@10" in report
 
 
-def test_makefile_trains_the_models_config_evaluates():
-    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
-    listed = {split: tuple(re.search(rf"^{split.upper()}_MODELS\s*:=\s*(.*)$", makefile, re.M).group(1).split())
-              for split in config.SPLITS}
-    assert listed == config.EVALUATED_MODELS
-
-
-def test_seed_only_evaluation_and_reproduction_check(small_run, tmp_path):
-    from typer.testing import CliRunner
-
+def test_reference_only_evaluation_and_reproduction_check(small_run, tmp_path):
     from pipeline.cli import app
 
-    result = CliRunner().invoke(app, ["evaluate", "--seed-only", "--processed-dir", str(small_run / "data" / "processed"),
+    result = CliRunner().invoke(app, ["evaluate", "--path", "reference",
+                                      "--processed-dir", str(small_run / "data" / "processed"),
                                       "--models-dir", str(small_run / "artifacts" / "models"), "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(results["models"]) == set(config.SEED_MODELS) and "temporal" not in results
-    # Generated data is far from the seed's numbers: the check must say so and fail.
+    assert set(results["models"]) == set(config.REFERENCE_MODELS) and "temporal" not in results
+    # Generated data is far from the reference's numbers: the check must say so and fail.
     check = CliRunner().invoke(app, ["check-repro", "--metrics", str(tmp_path / "metrics.json")])
     assert check.exit_code == 1 and "autoint" in check.output

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import config, preprocess, train
+from pipeline import architecture, config, preprocess, sampling, train
 from pipeline.scoring import ModelScorer, score_rows
 
 
@@ -15,11 +15,11 @@ def processed(raw_dir):
 
 
 def small(name, **changes):
-    return dataclasses.replace(config.MODEL_DEFAULTS[name], **{"epochs": 1, "batch_size": 1024, **changes})
+    return dataclasses.replace(config.MODELS[name], **{"epochs": 1, "batch_size": 1024, **changes})
 
 
-def test_defaults_are_the_seeds():
-    autoint, mlp = config.MODEL_DEFAULTS["autoint"], config.MODEL_DEFAULTS["autoint_mlp"]
+def test_reference_models_keep_the_original_projects_settings():
+    autoint, mlp = config.MODELS["autoint"], config.MODELS["autoint_mlp"]
     assert autoint.dnn_hidden_units == () and mlp.dnn_hidden_units == (32, 32)
     for cfg in (autoint, mlp):
         assert (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.embedding_dim) == (5, 2048, 1e-4, 16)
@@ -27,16 +27,16 @@ def test_defaults_are_the_seeds():
     assert mlp.dnn_dropout == 0.4
 
 
-@pytest.mark.parametrize("name", config.MODEL_NAMES)
+@pytest.mark.parametrize("name", config.REFERENCE_MODELS)
 def test_model_builds_trains_saves_and_reloads_with_identical_predictions(processed, tmp_path, name):
-    model, history = train.train_model(processed.train, processed.encoders.dims(), small(name), verbose=0)
+    model, history = train.train_model(processed.train, processed.encoders.dims(), small(name))
     assert [layer.name for layer in model.inputs] == list(config.FIELDS)
     has_dnn = any("dnn" in layer.name for layer in model.layers)
     assert has_dnn == (name == "autoint_mlp")
     assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["val_loss"])
-    path = train.save_model(model, history, tmp_path, name)
-    reloaded = train.load_model(path)
-    before = model.predict(train.model_inputs(processed.test), verbose=0)[:, 0]
+    path = train.save_model(model, history, name, "random", tmp_path)
+    reloaded = architecture.load_model(path)
+    before = model.predict(architecture.model_inputs(processed.test), verbose=0)[:, 0]
     after = score_rows(ModelScorer(reloaded), processed.test)
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert ((after > 0) & (after < 1)).all()
@@ -44,14 +44,14 @@ def test_model_builds_trains_saves_and_reloads_with_identical_predictions(proces
 
 
 def test_same_seed_gives_the_same_model(processed):
-    runs = [train.train_model(processed.train, processed.encoders.dims(), small("autoint"), verbose=0)[1]
+    runs = [train.train_model(processed.train, processed.encoders.dims(), small("autoint"))[1]
             for _ in range(2)]
     assert runs[0]["epochs"][0]["val_loss"] == pytest.approx(runs[1]["epochs"][0]["val_loss"], abs=1e-6)
 
 
 def test_training_lowers_the_loss(processed):
     _, history = train.train_model(processed.train, processed.encoders.dims(),
-                                   small("autoint", epochs=3, learning_rate=1e-2), verbose=0)
+                                   small("autoint", epochs=3, learning_rate=1e-2))
     losses = [epoch["loss"] for epoch in history["epochs"]]
     assert losses[-1] < losses[0]
 
@@ -63,36 +63,42 @@ def test_parse_units():
     assert train.parse_units(None) is None
 
 
-def test_command_overrides_reach_the_model(raw_dir, tmp_path):
+def test_command_overrides_and_settings_file_reach_the_model(raw_dir, tmp_path):
+    import json
+
+    from pipeline import settings
     from pipeline.cli import app
 
     processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
     preprocess.save_processed(processed, tmp_path / "processed")
+    settings.write_all(tmp_path / "models", "autoint_mlp", "random", ["epochs=2", "dnn_hidden_units=8"],
+                       tmp_path / "processed", tmp_path)
     result = CliRunner().invoke(app, [
-        "train", "--model", "autoint_mlp", "--epochs", "2", "--lr", "0.003", "--dnn-hidden-units", "8",
-        "--negatives", "1", "--fresh-negatives",
+        "train", "--model", "autoint_mlp", "--settings", str(tmp_path / "models" / "autoint_mlp.settings.json"),
+        "--lr", "0.003", "--negatives", "1", "--fresh-negatives",
         "--processed-dir", str(tmp_path / "processed"), "--models-dir", str(tmp_path / "models")])
     assert result.exit_code == 0, result.output
-    history = (tmp_path / "models" / "autoint_mlp.history.json").read_text()
-    assert '"learning_rate": 0.003' in history and '"dnn_hidden_units": [\n      8\n    ]' in history
-    assert '"negatives": 1' in history and '"fresh_negatives": true' in history
-    assert "val_loss" in result.output and "    2  " in result.output
+    cfg = json.loads((tmp_path / "models" / "autoint_mlp.history.json").read_text())["config"]
+    assert (cfg["epochs"], cfg["dnn_hidden_units"], cfg["learning_rate"]) == (2, [8], 0.003)
+    assert (cfg["negatives"], cfg["fresh_negatives"], cfg["dnn_dropout"]) == (1, True, 0.4)
+    assert [line.split()[0] for line in result.output.splitlines()[-3:-1]] == ["1", "2"]  # the epoch table
 
 
-def test_command_rejects_unknown_model_and_missing_data(tmp_path):
+def test_command_rejects_unknown_choices_and_missing_data(tmp_path):
     from pipeline.cli import app
 
     result = CliRunner().invoke(app, ["train", "--model", "deepfm", "--processed-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "unknown model" in result.output
-    result = CliRunner().invoke(app, ["train", "--processed-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "deepfm" in result.output
+    result = CliRunner().invoke(app, ["train", "--model", "autoint", "--processed-dir", str(tmp_path)])
     assert result.exit_code == 2 and "make preprocess" in result.output
     for option, value in (("--negative-sampler", "zipf"), ("--negatives-per", "movie"), ("--split", "weekly")):
-        result = CliRunner().invoke(app, ["train", option, value, "--processed-dir", str(tmp_path)])
-        assert result.exit_code == 2 and "negatives-per rating or user" in result.output
+        result = CliRunner().invoke(app, ["train", "--model", "autoint", option, value,
+                                          "--processed-dir", str(tmp_path)])
+        assert result.exit_code == 2 and value in result.output
 
 
 def test_sampled_negatives_are_unrated_movies_with_the_real_ratings_context(processed):
-    from pipeline.train import sample_unrated, training_rows
+    from pipeline.sampling import sample_unrated, training_rows
 
     train = processed.train
     sampled = sample_unrated(train, processed.movies, 3, "uniform", seed=0)
@@ -106,15 +112,15 @@ def test_sampled_negatives_are_unrated_movies_with_the_real_ratings_context(proc
     catalogue = processed.movies.set_index("movie_id")
     for field in config.MOVIE_FIELDS[1:]:
         assert (catalogue.loc[sampled["movie_id"], field].to_numpy() == sampled[field].to_numpy()).all()
-    rows = training_rows(train, config.MODEL_DEFAULTS["autoint_ranking"], processed.movies)
-    assert len(rows) == len(train) * (1 + config.MODEL_DEFAULTS["autoint_ranking"].negatives)
+    rows = training_rows(train, config.MODELS["autoint_sampled"], processed.movies)
+    assert len(rows) == len(train) * (1 + config.MODELS["autoint_sampled"].negatives)
     # Shuffled, so that Keras' validation tail holds real ratings too.
     tail = rows.tail(len(rows) // 10)
     assert (tail["rating"] > 0).mean() > 0.15
 
 
 def test_per_user_negatives_give_every_user_the_same_count_in_their_own_contexts(processed):
-    from pipeline.train import sample_unrated
+    from pipeline.sampling import sample_unrated
 
     train = processed.train
     per_rating = sample_unrated(train, processed.movies, 2, "uniform", seed=0).groupby("user_id").size()
@@ -133,7 +139,7 @@ def test_per_user_negatives_give_every_user_the_same_count_in_their_own_contexts
 
 
 def test_popularity_sampler_draws_popular_movies_more_often(processed):
-    from pipeline.train import sample_unrated
+    from pipeline.sampling import sample_unrated
 
     train = processed.train
     counts = np.bincount(train["movie_id"], minlength=len(processed.movies))
@@ -145,17 +151,16 @@ def test_popularity_sampler_draws_popular_movies_more_often(processed):
 
 def test_fresh_negatives_draw_new_unrated_movies_every_epoch(processed, monkeypatch):
     drawn = []
-    real = train.sample_unrated
+    real = sampling.sample_unrated
 
     def recording(*args, **kwargs):
         sampled = real(*args, **kwargs)
         drawn.append(sampled[["user_id", "movie_id"]].to_numpy())
         return sampled
 
-    monkeypatch.setattr(train, "sample_unrated", recording)
-    cfg = small("autoint_ranking", epochs=2, fresh_negatives=True)
-    _, history = train.train_model(processed.train, processed.encoders.dims(), cfg, verbose=0,
-                                   catalogue=processed.movies)
+    monkeypatch.setattr(sampling, "sample_unrated", recording)
+    cfg = small("autoint_sampled", epochs=2, fresh_negatives=True)
+    _, history = train.train_model(processed.train, processed.encoders.dims(), cfg, catalogue=processed.movies)
     assert [epoch["epoch"] for epoch in history["epochs"]] == [1, 2]
     assert all(np.isfinite(epoch["loss"]) and np.isfinite(epoch["val_loss"]) for epoch in history["epochs"])
     assert len(drawn) == 2 and (drawn[0][:, 0] == drawn[1][:, 0]).all()  # the same ratings' users …
@@ -164,9 +169,9 @@ def test_fresh_negatives_draw_new_unrated_movies_every_epoch(processed, monkeypa
 
 @pytest.mark.parametrize("target", config.TARGETS)
 def test_target_sets_the_label_of_rated_rows_and_sampled_rows_stay_zero(processed, target):
-    from pipeline.train import training_rows
+    from pipeline.sampling import training_rows
 
-    cfg = dataclasses.replace(config.MODEL_DEFAULTS["autoint_ranking"], target=target)
+    cfg = dataclasses.replace(config.MODELS["autoint_sampled"], target=target)
     rows = training_rows(processed.train, cfg, processed.movies)
     rated, sampled = rows[rows["rating"] > 0], rows[rows["rating"] == 0]
     expected = {"liked": (rated["rating"] >= config.LIKE_THRESHOLD).astype(float),
@@ -179,7 +184,7 @@ def test_target_sets_the_label_of_rated_rows_and_sampled_rows_stay_zero(processe
 
 def test_lr_decay_lowers_the_learning_rate_every_epoch(processed):
     cfg = small("autoint", epochs=3, learning_rate=1e-2, lr_decay=0.5)
-    model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg, verbose=0)
+    model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg)
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.5 ** 2)
 
 
@@ -188,8 +193,8 @@ def test_ema_leaves_the_model_with_slowly_moving_averaged_weights(processed):
 
     def distance_moved(cfg):
         tf.keras.utils.set_random_seed(cfg.seed)
-        start = [w.numpy() for w in train.build_model(processed.encoders.dims(), cfg).trainable_weights]
-        model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg, verbose=0)
+        start = [w.numpy() for w in architecture.build_model(processed.encoders.dims(), cfg).trainable_weights]
+        model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg)
         return sum(float(np.abs(w.numpy() - s).sum()) for w, s in zip(model.trainable_weights, start))
 
     plain = distance_moved(small("autoint", learning_rate=1e-2))
@@ -198,9 +203,9 @@ def test_ema_leaves_the_model_with_slowly_moving_averaged_weights(processed):
 
 
 def test_recency_weight_weighs_a_users_later_ratings_more_and_negatives_as_their_rating(processed):
-    from pipeline.train import row_weights, training_rows
+    from pipeline.sampling import row_weights, training_rows
 
-    cfg = dataclasses.replace(config.MODEL_DEFAULTS["autoint_ranking"], recency_weight=2.0)
+    cfg = dataclasses.replace(config.MODELS["autoint_sampled"], recency_weight=2.0)
     rows = training_rows(processed.train, cfg, processed.movies)
     rated = rows[rows["rating"] > 0].sort_values(["user_id", "timestamp"], kind="stable")
     first, last = rated.groupby("user_id")["weight"].first(), rated.groupby("user_id")["weight"].last()
@@ -212,5 +217,5 @@ def test_recency_weight_weighs_a_users_later_ratings_more_and_negatives_as_their
     drawn_for = by_time.reindex(pd.MultiIndex.from_frame(sampled[["user_id", "timestamp"]]))
     weight = sampled["weight"].to_numpy()
     assert ((drawn_for["min"].to_numpy() <= weight) & (weight <= drawn_for["max"].to_numpy())).all()
-    assert row_weights(training_rows(processed.train, config.MODEL_DEFAULTS["autoint_ranking"],
+    assert row_weights(training_rows(processed.train, config.MODELS["autoint_sampled"],
                                      processed.movies)) is None

@@ -78,7 +78,7 @@ EVALUATE_CODE := pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py 
 	pipeline/autoint_grid.py pipeline/ranker.py pipeline/retrieval.py pipeline/architecture.py pipeline/preprocess.py
 
 .PHONY: all study install download preprocess retrieval train evaluate report recommend recommend-all check-repro \
-	repro tune test lint bench app clean clean-tuning
+	repro tune test lint bench app serve bench-serve clean clean-tuning
 .DEFAULT_GOAL := all
 
 all: $(REPORT) recommend
@@ -162,6 +162,14 @@ lint: $(DEPS)
 
 bench: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
 	$(PY) -m pipeline bench
+
+# The HTTP service (pipeline/serve.py) on http://$(HOST):$(PORT); HOST=0.0.0.0 makes it reachable from other
+# machines. bench-serve starts it on a free loopback port, loads it, stops it: artifacts/serve_bench.json.
+serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
+	$(PY) -m pipeline serve --host $(HOST) --port $(PORT)
+
+bench-serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
+	$(PY) -m pipeline bench-serve
 
 # The web page on http://127.0.0.1:8501, with whatever exists (the page says what is missing).
 # APP_HOST=0.0.0.0 makes it reachable from other machines.

@@ -2,6 +2,7 @@
 import typer
 
 from pipeline import config  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
+from pipeline import bench_serve, serve
 from pipeline import (bench, check_repro, download, evaluate, preprocess, recommend, report, retrieval, train,
                       tune)
 
@@ -19,3 +20,5 @@ app.command("tune")(tune.tune_command)
 app.command("recommend")(recommend.recommend_command)
 app.command("recommend-all")(recommend.recommend_all_command)
 app.command("bench")(bench.bench_command)
+app.command("serve")(serve.serve_command)
+app.command("bench-serve")(bench_serve.bench_serve_command)

@@ -306,3 +306,37 @@ def model_path(name: str, split: str = "random", models_dir: Path = MODELS_DIR) 
     """Where model `name` trained on `split` is saved: models/<name>.keras or models/temporal/<name>.keras."""
     return (models_dir if split == "random" else models_dir / split) / f"{name}.keras"
 
+
+# --- Serving (pipeline/serve.py) ---
+SERVE = {
+    "host": "127.0.0.1",  # this machine only; `--host 0.0.0.0` (make serve HOST=0.0.0.0) opens it to others
+    "port": 8000,
+    # Worker processes, one per core: a recommend() call is mostly Python that holds the GIL, so one process
+    # cannot use two cores. In each, `threads` recommender calls run at once and further requests wait in
+    # line; more threads would only interleave the same GIL-bound work (README "Serving", make bench-serve).
+    "workers": 2,
+    "threads": 1,
+    "worker_healthcheck_s": 30,  # uvicorn restarts a worker that does not answer its supervisor for this long
+    "tf_threads": 1,  # TensorFlow's intra- and inter-op threads per worker (a request scores ~100 rows)
+    "preload_modes": ("two_stage",),  # loaded and warmed at start-up; the reference models load on first use
+    "max_n": 100,  # the most movies one request may ask for (a two-stage list holds 100 candidates)
+    "max_search": 100,  # the most titles one search returns
+    "max_body_bytes": 64 * 1024,  # larger request bodies get 413; a full liked list (MAX_LIKED IDs) is ~4 KB
+    # Connections (or requests in progress) per worker beyond which uvicorn answers 503 at once instead of
+    # queueing without end; make bench-serve's 64 clients stay well under it.
+    "max_connections": 256,
+    "graceful_shutdown_s": 5,
+    "latency_buckets_s": (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+}
+# make bench-serve (pipeline/bench_serve.py): each phase keeps `clients` connections busy for `seconds`, each
+# asking for a random user's default Top-N; `warmup_seconds` of the same load come first and are not counted.
+SERVE_BENCH = {
+    "phases": ({"clients": 16, "seconds": 30}, {"clients": 64, "seconds": 30}),
+    "warmup_seconds": 3,
+    "n": TOP_N,
+    "seed": 0,
+    "ready_timeout_s": 300,
+}
+# The service's targets at 16 clients (make bench-serve states each, met or not).
+SERVE_TARGETS = {"clients": 16, "p99_ms": 150, "requests_per_s": 200, "startup_s": 15, "errors": 0}
+

@@ -30,7 +30,8 @@ REPRO_METRICS := artifacts/repro/metrics.json
 REPORT    := artifacts/report.md
 
 # The model lists, made from pipeline/config.py (their one source): PRODUCT_MODEL_FILES, STUDY_MODEL_FILES,
-# REFERENCE_MODEL_FILES, FIELD_MODEL_FILES, TWO_STAGE_MODEL_FILES, SERVED_MODEL_FILES, MODEL_SETTINGS_FILES.
+# REFERENCE_MODEL_FILES, FIELD_MODEL_FILES, TWO_STAGE_MODEL_FILES, SERVED_MODEL_FILES, DEFAULT_MODEL_FILES,
+# PRECOMPUTED (the default models' Top-100 tables), MODEL_SETTINGS_FILES.
 LISTS := $(MODELS)/models.mk
 include $(LISTS)
 $(LISTS): pipeline/config.py pipeline/settings.py
@@ -77,7 +78,7 @@ TWO_STAGE_TRAIN_CODE := pipeline/train.py pipeline/architecture.py pipeline/rank
 EVALUATE_CODE := pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py pipeline/scoring.py \
 	pipeline/autoint_grid.py pipeline/ranker.py pipeline/retrieval.py pipeline/architecture.py pipeline/preprocess.py
 
-.PHONY: all study install download preprocess retrieval train evaluate report recommend recommend-all check-repro \
+.PHONY: all study install download preprocess retrieval train evaluate report precompute recommend recommend-all check-repro \
 	repro tune test lint bench app serve bench-serve clean clean-tuning
 .DEFAULT_GOAL := all
 
@@ -129,7 +130,14 @@ $(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) artifacts/tuning.json) pipelin
 		pipeline/labels.py | $(DEPS)
 	$(PY) -m pipeline report
 
-recommend: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
+# Every user's default Top-100 of the two-stage models, which recommend, the page and the service answer
+# default requests from (anything else is scored when asked).
+precompute: $(PRECOMPUTED)
+$(PRECOMPUTED) &: $(DEFAULT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) pipeline/recommend.py \
+		pipeline/ranker.py | $(DEPS)
+	$(PY) -m pipeline precompute
+
+recommend: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline recommend $(RECOMMEND_ARGS)
 
 recommend-all: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
@@ -153,8 +161,9 @@ $(REPRO_METRICS): $(REFERENCE_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) artifacts/ev
 tune: $(ENCODERS)
 	$(PY) -m pipeline tune $(foreach i,$(ONLY),--only $(i))
 
+# Two pytest workers (pytest-xdist), one test file each at a time, so module fixtures are built once.
 test: $(DEPS)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(DEPS)
 	$(VENV)/bin/ruff check pipeline tests
@@ -165,10 +174,10 @@ bench: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
 
 # The HTTP service (pipeline/serve.py) on http://$(HOST):$(PORT); HOST=0.0.0.0 makes it reachable from other
 # machines. bench-serve starts it on a free loopback port, loads it, stops it: artifacts/serve_bench.json.
-serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
+serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline serve --host $(HOST) --port $(PORT)
 
-bench-serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
+bench-serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline bench-serve
 
 # The web page on http://127.0.0.1:8501, with whatever exists (the page says what is missing).
@@ -180,8 +189,8 @@ app: | $(DEPS)
 
 clean:
 	rm -rf $(PROCESSED) $(MODELS) artifacts/study artifacts/repro artifacts/predictions artifacts/top10 \
-		artifacts/timings artifacts/*.md artifacts/*.png artifacts/*.parquet artifacts/metrics.json \
-		artifacts/bench.json artifacts/evaluate.settings.json
+		artifacts/precomputed artifacts/timings artifacts/*.md artifacts/*.png artifacts/*.parquet \
+		artifacts/metrics.json artifacts/bench.json artifacts/serve_bench.* artifacts/evaluate.settings.json
 	@echo "kept artifacts/tuning.json (make tune's search, hours to remake); make clean-tuning deletes it"
 
 clean-tuning:

@@ -4,9 +4,9 @@ Run with `make app` (streamlit run pipeline/app.py, on 127.0.0.1 unless APP_HOST
 and number comes from pipeline.recommend and the evaluation's files; this file only lays them out. It
 starts with whatever `make all` has made so far and says what is missing.
 """
+
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -44,10 +44,20 @@ def show_lists(lists: dict, n: int) -> None:
 def user_view(rec: recommend.Recommender) -> None:
     left, middle, right = st.columns(3)
     user_text = left.text_input("User ID", value="3")
-    model = middle.selectbox("Model", list(MODEL_LABELS), format_func=MODEL_LABELS.get)
-    mode = right.radio("Mode", list(config.SERVED_MODES), format_func=MODE_LABELS.get, horizontal=True,
-                       help="two-stage: EASE retrieval proposes, AutoInt ranks (default); "
-                            "reference: the original project's models over the whole catalogue")
+    model = middle.selectbox(
+        "Model",
+        list(MODEL_LABELS),
+        index=list(MODEL_LABELS).index(config.DEFAULT_ARCHITECTURE),  # the product's default, as make recommend
+        format_func=MODEL_LABELS.get,
+    )
+    mode = right.radio(
+        "Mode",
+        list(config.SERVED_MODES),
+        format_func=MODE_LABELS.get,
+        horizontal=True,
+        help="two-stage: EASE retrieval proposes, AutoInt ranks (default); "
+        "reference: the original project's models over the whole catalogue",
+    )
     left, middle, right = st.columns(3)
     year = left.selectbox("Target year", [LATEST, *recommend.valid_years(rec)])
     month = middle.selectbox("Target month", [LATEST, *range(1, 13)], disabled=year == LATEST)
@@ -81,24 +91,44 @@ def movie_choices(_rec: recommend.Recommender, key: str) -> dict[int, str]:
 def new_person_view(rec: recommend.Recommender) -> None:
     st.markdown("Pick movies you liked (type to search); the two-stage model recommends at once, no retraining.")
     choices = movie_choices(rec, str(rec.models_dir))
-    liked = st.multiselect("Movies you liked", list(choices), format_func=choices.get,
-                           max_selections=config.MAX_LIKED, placeholder="Start typing a title…")
+    liked = st.multiselect(
+        "Movies you liked",
+        list(choices),
+        format_func=choices.get,
+        max_selections=config.MAX_LIKED,
+        placeholder="Start typing a title…",
+    )
     columns = st.columns(4)
-    gender = columns[0].selectbox("Gender (optional)", [NOT_GIVEN, *recommend.GENDER_LABELS],
-                                  format_func=lambda g: recommend.GENDER_LABELS.get(g, g))
-    age = columns[1].selectbox("Age (optional)", [NOT_GIVEN, *recommend.AGE_LABELS],
-                               format_func=lambda a: recommend.AGE_LABELS.get(a, a))
-    occupation = columns[2].selectbox("Occupation (optional)", [NOT_GIVEN, *recommend.OCCUPATION_LABELS],
-                                      format_func=lambda o: recommend.OCCUPATION_LABELS.get(o, o))
+    gender = columns[0].selectbox(
+        "Gender (optional)",
+        [NOT_GIVEN, *recommend.GENDER_LABELS],
+        format_func=lambda g: recommend.GENDER_LABELS.get(g, g),
+    )
+    age = columns[1].selectbox(
+        "Age (optional)", [NOT_GIVEN, *recommend.AGE_LABELS], format_func=lambda a: recommend.AGE_LABELS.get(a, a)
+    )
+    occupation = columns[2].selectbox(
+        "Occupation (optional)",
+        [NOT_GIVEN, *recommend.OCCUPATION_LABELS],
+        format_func=lambda o: recommend.OCCUPATION_LABELS.get(o, o),
+    )
     n = columns[3].number_input("How many movies", min_value=1, max_value=100, value=10, key="new_n")
     if not liked:
         st.info("Pick at least one movie.")
         return
     try:
         output = recommend.new_person_output(
-            rec, liked, config.DEFAULT_ARCHITECTURE, "two_stage", None if gender == NOT_GIVEN else gender,
-            None if age == NOT_GIVEN else int(age), None if occupation == NOT_GIVEN else int(occupation),
-            None, None, int(n))
+            rec,
+            liked,
+            config.DEFAULT_ARCHITECTURE,
+            "two_stage",
+            None if gender == NOT_GIVEN else gender,
+            None if age == NOT_GIVEN else int(age),
+            None if occupation == NOT_GIVEN else int(occupation),
+            None,
+            None,
+            int(n),
+        )
     except recommend.RecommendError as error:
         st.error(str(error))
         return

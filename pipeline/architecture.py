@@ -4,6 +4,7 @@ An architecture is DeepCTR's off-the-shelf `AutoInt` (`dnn_hidden_units=()` mean
 model is an architecture trained one way (config.MODELS). This module only wires the schema to
 DeepCTR: it declares the feature columns, calls the constructor, compiles, saves and loads.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,23 +31,31 @@ def feature_columns(field_dims: dict[str, int], cfg: TrainConfig) -> list:
     from deepctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 
     shift = int(cfg.coded_from_one)
-    columns = [SparseFeat(field, vocabulary_size=field_dims[field] + shift, embedding_dim=cfg.embedding_dim)
-               for field in config.FIELDS]
+    columns = [
+        SparseFeat(field, vocabulary_size=field_dims[field] + shift, embedding_dim=cfg.embedding_dim)
+        for field in config.FIELDS
+    ]
     movie = columns[config.FIELDS.index("movie_id")]
     for name, length in (("history", cfg.history), ("disliked_history", cfg.disliked_history)):
         if length:
-            field = SparseFeat(name, vocabulary_size=movie.vocabulary_size, embedding_dim=movie.embedding_dim,
-                               embedding_name="movie_id")
+            field = SparseFeat(
+                name,
+                vocabulary_size=movie.vocabulary_size,
+                embedding_dim=movie.embedding_dim,
+                embedding_name="movie_id",
+            )
             columns.append(VarLenSparseFeat(field, maxlen=length, combiner="mean"))
     if cfg.candidates:
-        columns.append(SparseFeat("retrieval_rank", vocabulary_size=len(config.RANK_EDGES) + 1,
-                                  embedding_dim=cfg.embedding_dim))
-        columns.append(DenseFeat("retrieval_score", 1))
-        columns.append(DenseFeat("disliked_score", 1))
-        columns.append(DenseFeat("rated_score", 1))
+        columns.append(
+            SparseFeat("retrieval_rank", vocabulary_size=len(config.RANK_EDGES) + 1, embedding_dim=cfg.embedding_dim)
+        )
+        scores = ["retrieval_score", "disliked_score", "rated_score"] + (["recent_score"] if cfg.recent_liked else [])
+        columns += [DenseFeat(name, 1) for name in scores]
         if cfg.score_buckets:
-            columns += [SparseFeat(f"{name}_bucket", vocabulary_size=config.SCORE_BUCKETS, embedding_dim=cfg.embedding_dim)
-                        for name in ("retrieval_score", "disliked_score", "rated_score")]
+            columns += [
+                SparseFeat(f"{name}_bucket", vocabulary_size=config.SCORE_BUCKETS, embedding_dim=cfg.embedding_dim)
+                for name in scores
+            ]
     return columns
 
 
@@ -59,19 +68,27 @@ def build_model(field_dims: dict[str, int], cfg: TrainConfig):
     columns = feature_columns(field_dims, cfg)
     # AutoInt always adds a linear term; DeepCTR fails at fit on an empty linear column list.
     model = AutoInt(
-        columns, columns,
-        att_layer_num=cfg.att_layer_num, att_head_num=cfg.att_head_num, att_res=cfg.att_res,
-        dnn_hidden_units=cfg.dnn_hidden_units, dnn_activation=cfg.dnn_activation,
-        dnn_dropout=cfg.dnn_dropout, l2_reg_embedding=cfg.l2_reg_embedding, l2_reg_dnn=cfg.l2_reg_dnn,
-        seed=cfg.seed, task="binary",
+        columns,
+        columns,
+        att_layer_num=cfg.att_layer_num,
+        att_head_num=cfg.att_head_num,
+        att_res=cfg.att_res,
+        dnn_hidden_units=cfg.dnn_hidden_units,
+        dnn_activation=cfg.dnn_activation,
+        dnn_dropout=cfg.dnn_dropout,
+        l2_reg_embedding=cfg.l2_reg_embedding,
+        l2_reg_dnn=cfg.l2_reg_dnn,
+        seed=cfg.seed,
+        task="binary",
     )
     ema = {"use_ema": True, "ema_momentum": cfg.ema_momentum} if cfg.ema_momentum else {}
     model.compile(tf.keras.optimizers.Adam(cfg.learning_rate, **ema), "binary_crossentropy")
     return model
 
 
-def model_inputs(frame: pd.DataFrame, cfg: TrainConfig | None = None,
-                 histories: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def model_inputs(
+    frame: pd.DataFrame, cfg: TrainConfig | None = None, histories: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """A 14-field model's input dict for rows that carry the 14 field codes (shifted by one when cfg says
     so), with the row-aligned history arrays the model reads (history.row_histories)."""
     shift = int(cfg.coded_from_one) if cfg else 0

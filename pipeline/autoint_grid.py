@@ -17,6 +17,7 @@ It scores exactly what the Keras model scores, up to float rounding (~1e-6); a t
 scores and rankings. `scoring.ModelScorer` uses it for every Top-N; rows with arbitrary
 (user, movie) pairs, such as the test ratings, still go through the Keras model.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,7 @@ _EXP_MIN = _F32(-87.0)  # exp underflows below; softmax inputs are <= 0 once the
 _P0, _P1, _P2 = _F32(1.9875691500e-4), _F32(1.3981999507e-3), _F32(8.3334519073e-3)
 _P3, _P4, _P5 = _F32(4.1665795894e-2), _F32(1.6666665459e-1), _F32(5.0000001201e-1)
 _ONE, _HALF, _ZERO = _F32(1.0), _F32(0.5), _F32(0.0)
-_POW2_NEG = np.array([2.0 ** -k for k in range(128)], dtype=np.float32)  # 2^0 … 2^-127, exact
+_POW2_NEG = np.array([2.0**-k for k in range(128)], dtype=np.float32)  # 2^0 … 2^-127, exact
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
@@ -92,9 +93,25 @@ def _sigmoid(x, pow2_neg):
 
 
 @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-def _grid_kernel(side_proj, side_const, side_dnn, movie_proj_t, movie_const, movie_dnn,
-                 att_kernels_t, att_out, dnn_bias0, dnn_kernels, dnn_biases, dnn_out, pow2_neg, tile, worker,
-                 workers, out):
+def _grid_kernel(
+    side_proj,
+    side_const,
+    side_dnn,
+    movie_proj_t,
+    movie_const,
+    movie_dnn,
+    att_kernels_t,
+    att_out,
+    dnn_bias0,
+    dnn_kernels,
+    dnn_biases,
+    dnn_out,
+    pow2_neg,
+    tile,
+    worker,
+    workers,
+    out,
+):
     """out[u, m] = P(like) for side row u and movie m; see the module docstring for the layout.
 
     side_proj (U, Fs, 4A) / movie_proj_t (Fm, 4A, M): first-layer [query | key | value | residual] per field
@@ -269,9 +286,25 @@ class AutoIntGrid:
             threads = min(THREADS, side_proj.shape[0] * -(-out.shape[1] // TILE))
 
             def run(worker: int) -> None:
-                _grid_kernel(side_proj, side_const, side_dnn, movie_proj_t, movie_linear, movie_dnn,
-                             self.att_kernels_t, self.att_out, self.dnn_bias0, self.dnn_kernels,
-                             self.dnn_biases, self.dnn_out, _POW2_NEG, TILE, worker, threads, out)
+                _grid_kernel(
+                    side_proj,
+                    side_const,
+                    side_dnn,
+                    movie_proj_t,
+                    movie_linear,
+                    movie_dnn,
+                    self.att_kernels_t,
+                    self.att_out,
+                    self.dnn_bias0,
+                    self.dnn_kernels,
+                    self.dnn_biases,
+                    self.dnn_out,
+                    _POW2_NEG,
+                    TILE,
+                    worker,
+                    threads,
+                    out,
+                )
 
             # The kernel releases the GIL, so plain threads run it on every core. (numba's prange
             # measured ~35 % slower per core on this kernel.)
@@ -317,9 +350,12 @@ def from_model(model) -> AutoIntGrid:
     if att:
         a = att[0].att_embedding_size * att[0].head_num
         first_projection = projection(att[0])
-        att_kernels_t = np.stack([projection(layer).T for layer in att[1:]]) if len(att) > 1 else \
-            np.zeros((0, 4 * a, a), np.float32)
-        att_out = out_kernel[:n_fields * a].reshape(n_fields, a)[order]
+        att_kernels_t = (
+            np.stack([projection(layer).T for layer in att[1:]])
+            if len(att) > 1
+            else np.zeros((0, 4 * a, a), np.float32)
+        )
+        att_out = out_kernel[: n_fields * a].reshape(n_fields, a)[order]
     else:
         a = 0
         first_projection = np.zeros((dim, 0), np.float32)
@@ -331,17 +367,17 @@ def from_model(model) -> AutoIntGrid:
         if dnn.use_bn or dnn.activation != "relu":
             raise UnsupportedModel("only a relu DNN without batch norm is supported")
         weights = dnn.get_weights()
-        kernels, biases = weights[:len(dnn.hidden_units)], weights[len(dnn.hidden_units):2 * len(dnn.hidden_units)]
+        kernels, biases = weights[: len(dnn.hidden_units)], weights[len(dnn.hidden_units) : 2 * len(dnn.hidden_units)]
         first = kernels[0].reshape(n_fields, dim, -1)
         dnn_first = {f: first[config.FIELDS.index(f)] for f in config.FIELDS}
         width = max(dnn.hidden_units)
         dnn_kernels = np.zeros((len(kernels) - 1, width, width), np.float32)
         dnn_biases = np.zeros((len(kernels) - 1, width), np.float32)
         for k, (kernel, bias) in enumerate(zip(kernels[1:], biases[1:])):
-            dnn_kernels[k, :kernel.shape[0], :kernel.shape[1]] = kernel
-            dnn_biases[k, :len(bias)] = bias
+            dnn_kernels[k, : kernel.shape[0], : kernel.shape[1]] = kernel
+            dnn_biases[k, : len(bias)] = bias
         dnn_out = np.zeros(width, np.float32)
-        dnn_out[:dnn.hidden_units[-1]] = out_kernel[n_fields * a:]
+        dnn_out[: dnn.hidden_units[-1]] = out_kernel[n_fields * a :]
         dnn_bias0 = biases[0]
     else:
         dnn_first = {}
@@ -352,8 +388,15 @@ def from_model(model) -> AutoIntGrid:
 
     f32 = lambda array: np.ascontiguousarray(array, dtype=np.float32)  # noqa: E731
     return AutoIntGrid(
-        embeddings=embeddings, linear=linear, first_projection=f32(first_projection),
-        att_kernels_t=f32(att_kernels_t), att_out=f32(att_out), dnn_first=dnn_first,
-        dnn_bias0=f32(dnn_bias0), dnn_kernels=f32(dnn_kernels), dnn_biases=f32(dnn_biases),
-        dnn_out=f32(dnn_out), bias=float(prediction[0].global_bias.numpy()[0]),
+        embeddings=embeddings,
+        linear=linear,
+        first_projection=f32(first_projection),
+        att_kernels_t=f32(att_kernels_t),
+        att_out=f32(att_out),
+        dnn_first=dnn_first,
+        dnn_bias0=f32(dnn_bias0),
+        dnn_kernels=f32(dnn_kernels),
+        dnn_biases=f32(dnn_biases),
+        dnn_out=f32(dnn_out),
+        bias=float(prediction[0].global_bias.numpy()[0]),
     )

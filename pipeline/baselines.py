@@ -3,6 +3,7 @@
 Each baseline becomes a scorer `(user_ids, movie_ids) -> scores` via `fit_baseline`, so the
 evaluation runs it through exactly the same metric code as the trained models.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

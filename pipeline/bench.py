@@ -11,6 +11,7 @@ Prints a table and writes artifacts/bench.json:
 The targets are config.GOALS. The load average is recorded too: on a small shared machine, other work
 moves every figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +28,17 @@ import typer
 
 from pipeline import config
 from pipeline.files import write_json
-from pipeline.recommend import (RecommendError, context, context_codes, fail, load_recommender, parse_user,
-                                recommend, recommend_all, user_code)
+from pipeline.recommend import (
+    RecommendError,
+    context,
+    context_codes,
+    fail,
+    load_recommender,
+    parse_user,
+    recommend,
+    recommend_all,
+    user_code,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,8 +56,9 @@ def median_seconds(call, repeats: int) -> float:
 
 def plain_predict(model, batch_size: int = 65_536):
     """`Model.predict` as a score function: the reference whose ranking the fast path must match."""
-    return lambda inputs: model.predict({field: np.asarray(inputs[field]) for field in config.FIELDS},
-                                        batch_size=batch_size, verbose=0)[:, 0]
+    return lambda inputs: model.predict(
+        {field: np.asarray(inputs[field]) for field in config.FIELDS}, batch_size=batch_size, verbose=0
+    )[:, 0]
 
 
 def scored_rows(users, n_movies: int, exclude) -> int:
@@ -56,8 +68,18 @@ def scored_rows(users, n_movies: int, exclude) -> int:
 
 def cold_start(user_id: int, processed_dir: Path, models_dir: Path, runs: int) -> tuple[float | None, float | None]:
     """Median wall seconds and the largest peak RSS (GiB) of `python -m pipeline recommend` in new processes."""
-    command = [sys.executable, "-m", "pipeline", "recommend", "--user", str(user_id),
-               "--processed-dir", str(processed_dir), "--models-dir", str(models_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "recommend",
+        "--user",
+        str(user_id),
+        "--processed-dir",
+        str(processed_dir),
+        "--models-dir",
+        str(models_dir),
+    ]
     walls, peaks = [], []
     for _ in range(runs):
         started = time.perf_counter()
@@ -66,7 +88,7 @@ def cold_start(user_id: int, processed_dir: Path, models_dir: Path, runs: int) -
             raise RecommendError(f"`{' '.join(command[2:])}` failed: {done.stderr.strip()}")
         walls.append(time.perf_counter() - started)
         # ru_maxrss of the children is the largest peak of any child so far, in KiB on Linux.
-        peaks.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20)
+        peaks.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20)
     return (round(statistics.median(walls), 2), round(max(peaks), 2)) if runs else (None, None)
 
 
@@ -83,8 +105,8 @@ def reference_mode(rec, user_id: int, repeats: int, plain_users: int) -> dict:
     rated = rec.user_ratings(code)[["user_id", "movie_id"]]
     out = {"model": name}
     for label, score_fn in (("fast", fast), ("plain", plain)):
-        out[f"one_user_ms_{label}"] = round(1000 * median_seconds(
-            lambda: top_n(score_fn, one, rec.movies, rated, n=config.TOP_N), repeats), 1)
+        call = partial(top_n, score_fn, one, rec.movies, rated, n=config.TOP_N)
+        out[f"one_user_ms_{label}"] = round(1000 * median_seconds(call, repeats), 1)
     users = rec.users.join(latest_context(rec.ratings), on="user_id", how="inner")
     exclude = rec.ratings[["user_id", "movie_id"]]
     all_rows = scored_rows(users, len(rec.movies), exclude)
@@ -94,31 +116,45 @@ def reference_mode(rec, user_id: int, repeats: int, plain_users: int) -> dict:
     sample = users.head(plain_users)
     started = time.perf_counter()
     plain_top = top_n(plain, sample, rec.movies, exclude, n=config.TOP_N)
-    out["all_users_s_plain"] = round((time.perf_counter() - started) * all_rows
-                                     / scored_rows(sample, len(rec.movies), exclude), 1)
+    out["all_users_s_plain"] = round(
+        (time.perf_counter() - started) * all_rows / scored_rows(sample, len(rec.movies), exclude), 1
+    )
     out["all_users_plain_measured_on_users"] = len(sample)
     both = fast_top[fast_top["user_id"].isin(sample["user_id"])].reset_index(drop=True)
     out["same_ranking_fast_and_plain"] = bool(
-        len(both) == len(plain_top) and (both[["user_id", "rank", "movie_id"]].to_numpy()
-                                         == plain_top[["user_id", "rank", "movie_id"]].to_numpy()).all())
+        len(both) == len(plain_top)
+        and (
+            both[["user_id", "rank", "movie_id"]].to_numpy() == plain_top[["user_id", "rank", "movie_id"]].to_numpy()
+        ).all()
+    )
     return out
 
 
-def run_bench(processed_dir: Path, models_dir: Path, user_id: int, repeats: int, plain_users: int,
-              cold_runs: int) -> dict:
+def run_bench(
+    processed_dir: Path, models_dir: Path, user_id: int, repeats: int, plain_users: int, cold_runs: int
+) -> dict:
     from pipeline.train import load_history
 
     name = config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE)
     rec = load_recommender(processed_dir, models_dir, models=[name])
-    results = {"model": name, "catalogue": len(rec.movies), "users": len(rec.users), "cpus": os.cpu_count(),
-               "load_average_before": [round(x, 2) for x in os.getloadavg()], "targets": config.GOALS}
+    results = {
+        "model": name,
+        "catalogue": len(rec.movies),
+        "users": len(rec.users),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "targets": config.GOALS,
+    }
     results["one_user_ms"] = round(1000 * median_seconds(lambda: recommend(rec, user_id), repeats), 1)
     results["all_users_s"] = round(seconds(lambda: recommend_all(rec, progress=True)), 1)
     results["cold_recommend_s"], results["cold_recommend_peak_rss_gib"] = cold_start(
-        user_id, processed_dir, models_dir, cold_runs)
-    results["ranker_train_s"] = {ranker: load_history(ranker, "random", models_dir)["train_seconds"]
-                                 for ranker in config.TWO_STAGE_MODELS
-                                 if config.model_path(ranker, "random", models_dir).is_file()}
+        user_id, processed_dir, models_dir, cold_runs
+    )
+    results["ranker_train_s"] = {
+        ranker: load_history(ranker, "random", models_dir)["train_seconds"]
+        for ranker in config.TWO_STAGE_MODELS
+        if config.model_path(ranker, "random", models_dir).is_file()
+    }
     results["reference_mode"] = reference_mode(rec, user_id, repeats, plain_users)
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return results
@@ -128,31 +164,49 @@ def table(results: dict, user_id: int, repeats: int) -> str:
     goals, reference = config.GOALS, results["reference_mode"]
     rows = [
         ("", "measured", "target"),
-        (f"user {user_id}'s Top-10, warm (median of {repeats})", f"{results['one_user_ms']} ms",
-         f"≤ {goals['one_user_ms']} ms"),
-        (f"every user's Top-10 ({results['users']:,} users)", f"{results['all_users_s']} s", f"≤ {goals['all_users_s']} s"),
+        (
+            f"user {user_id}'s Top-10, warm (median of {repeats})",
+            f"{results['one_user_ms']} ms",
+            f"≤ {goals['one_user_ms']} ms",
+        ),
+        (
+            f"every user's Top-10 ({results['users']:,} users)",
+            f"{results['all_users_s']} s",
+            f"≤ {goals['all_users_s']} s",
+        ),
         (f"cold `recommend --user {user_id}`", f"{results['cold_recommend_s']} s", ""),
         ("  its peak RSS", f"{results['cold_recommend_peak_rss_gib']} GiB", f"≤ {goals['recommend_peak_rss_gib']} GiB"),
-        *((f"training {name}", f"{seconds_:.0f} s", f"≤ {goals['ranker_train_seconds']} s")
-          for name, seconds_ in results["ranker_train_s"].items()),
-        (f"reference mode: one user's catalogue, grid / plain predict", f"{reference['one_user_ms_fast']} / "
-         f"{reference['one_user_ms_plain']} ms", ""),
-        (f"reference mode: every user's Top-10, grid / plain predict", f"{reference['all_users_s_fast']} / "
-         f"{reference['all_users_s_plain']} s", ""),
+        *(
+            (f"training {name}", f"{seconds_:.0f} s", f"≤ {goals['ranker_train_seconds']} s")
+            for name, seconds_ in results["ranker_train_s"].items()
+        ),
+        (
+            "reference mode: one user's catalogue, grid / plain predict",
+            f"{reference['one_user_ms_fast']} / {reference['one_user_ms_plain']} ms",
+            "",
+        ),
+        (
+            "reference mode: every user's Top-10, grid / plain predict",
+            f"{reference['all_users_s_fast']} / {reference['all_users_s_plain']} s",
+            "",
+        ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    lines.append(f"model {results['model']}; reference-mode grid and plain predict give the same Top-10: "
-                 f"{reference['same_ranking_fast_and_plain']}; {results['cpus']} CPUs, load average "
-                 f"{results['load_average_before'][0]} before, {results['load_average_after'][0]} after")
+    lines.append(
+        f"model {results['model']}; reference-mode grid and plain predict give the same Top-10: "
+        f"{reference['same_ranking_fast_and_plain']}; {results['cpus']} CPUs, load average "
+        f"{results['load_average_before'][0]} before, {results['load_average_after'][0]} after"
+    )
     return "\n".join(lines)
 
 
 def bench_command(
     user: str = typer.Option("3", "--user", help="The user of the one-user and cold-start figures."),
     repeats: int = typer.Option(config.BENCH["repeats"], min=1, help="Runs of the one-user figures (median kept)."),
-    plain_users: int = typer.Option(config.BENCH["plain_users"], min=1,
-                                    help="Users scored with plain predict in reference mode, then scaled up."),
+    plain_users: int = typer.Option(
+        config.BENCH["plain_users"], min=1, help="Users scored with plain predict in reference mode, then scaled up."
+    ),
     cold_runs: int = typer.Option(config.BENCH["cold_runs"], min=0, help="Cold `recommend` processes timed."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),

@@ -150,6 +150,7 @@ async def load(
     n: int,
     seed: int,
     service_pid: int | None = None,
+    query: str = "",
 ) -> dict:
     """`clients` concurrent clients, each on its own connection, asking for random users' Top-n until `seconds`
     have passed (requests in flight then are finished and counted). With service_pid, also the CPU time the
@@ -166,7 +167,8 @@ async def load(
             user = rng.choice(users)
             sent = time.perf_counter()
             try:
-                status, body = await asyncio.wait_for(connection.get(f"/v1/users/{user}/recommendations?n={n}"), 60)
+                target = f"/v1/users/{user}/recommendations?n={n}{'&' + query if query else ''}"
+                status, body = await asyncio.wait_for(connection.get(target), 60)
                 answer = json.loads(body) if status == 200 else {}
                 ok = answer.get("user_id") == user and len(answer.get("items", ())) == n
                 outcomes["ok" if ok else f"status {status}" if status != 200 else "wrong answer"] += 1
@@ -183,6 +185,7 @@ async def load(
     ms = np.asarray(latencies) * 1000
     return {
         "clients": clients,
+        "query": query or None,
         "seconds": round(elapsed, 2),
         "requests": len(ms),
         "errors": len(ms) - outcomes["ok"],
@@ -240,12 +243,16 @@ def bench_serve(
             asyncio.run(load("127.0.0.1", port, users, phases[0]["clients"], warmup_seconds, n, seed + 1))
         results = []
         for phase in phases:
+            query = phase.get("query", "")
             results.append(
-                asyncio.run(load("127.0.0.1", port, users, phase["clients"], phase["seconds"], n, seed, process.pid))
+                asyncio.run(
+                    load("127.0.0.1", port, users, phase["clients"], phase["seconds"], n, seed, process.pid, query)
+                )
             )
             done = results[-1]
             echo(
-                f"{done['clients']:>3} clients × {phase['seconds']} s: {done['requests_per_s']:.0f} requests/s, "
+                f"{done['clients']:>3} clients × {phase['seconds']} s{' with ' + query if query else ''}: "
+                f"{done['requests_per_s']:.0f} requests/s, "
                 f"p50/p95/p99 {done['latency_ms']['p50']}/{done['latency_ms']['p95']}/{done['latency_ms']['p99']} ms, "
                 f"{done['errors']} errors; service CPU {done['service_cpu_ms_per_request']} ms per request on "
                 f"{done['service_cores_used']} cores"
@@ -256,7 +263,7 @@ def bench_serve(
     # Every worker logs one "ready" line when it starts, so more lines than workers mean restarted workers.
     ready_lines = sum('"event":"ready"' in line for line in log_path.read_text(errors="replace").splitlines())
     target = config.SERVE_TARGETS
-    main = next((result for result in results if result["clients"] == target["clients"]), None)
+    main = next((result for result in results if result["clients"] == target["clients"] and not result["query"]), None)
     report = {
         "what": "make bench-serve (pipeline/bench_serve.py): the HTTP service on loopback, random users' Top-N",
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

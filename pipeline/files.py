@@ -1,4 +1,5 @@
 """Writing files so that an interrupted run never leaves a half-written file behind."""
+
 from __future__ import annotations
 
 import json
@@ -43,5 +44,7 @@ def write_text(path: Path, text: str) -> None:
 def record_timing(folder: Path, stage: str, seconds: float) -> None:
     """Keep a stage's wall time in folder/timings/<stage>.json, for the report's timing table."""
     slug = re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-")
-    write_json(Path(folder) / "timings" / f"{slug}.json",
-               {"stage": stage, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    write_json(
+        Path(folder) / "timings" / f"{slug}.json",
+        {"stage": stage, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+    )

@@ -4,6 +4,7 @@ Codes are movie codes + 1, oldest first, right-aligned, 0 padding on the left (D
 At training time a row's own movie is never in its own history; at test time the history comes from the
 training rows only, so a test movie is never in it either.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,12 +1,17 @@
 """Readable names of models, modes and baselines, shared by the report, the plots, the web page and the service."""
+
 from __future__ import annotations
 
 from pipeline import config
 
 ARCHITECTURE_LABELS = {"autoint": "AutoInt", "autoint_mlp": "AutoInt+MLP"}
 MODE_LABELS = {"two_stage": "two-stage", "reference": "reference", "tuned": "tuned", "sampled": "sampled negatives"}
-BASELINE_LABELS = {"random": "random", "most_popular": "most popular",
-                   "positive_rate": "per-movie positive rate (smoothed)", "ease": "EASE (retrieval alone)"}
+BASELINE_LABELS = {
+    "random": "random",
+    "most_popular": "most popular",
+    "positive_rate": "per-movie positive rate (smoothed)",
+    "ease": "EASE (retrieval alone)",
+}
 
 
 def model_label(name: str) -> str:

@@ -12,6 +12,7 @@ Ranking within a user is always by score descending. Ties are broken determinist
 `reference_protocol` and `rated_metrics` tied rows keep their input order (stable sort); in
 `top_k_from_scores` tied candidates are ordered by movie_id ascending.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -115,9 +116,7 @@ def rated_metrics(rows: pd.DataFrame, k: int = TOP_N) -> dict:
     return {
         "auc": float(roc_auc_score(labels, scores)) if both_classes else None,
         "logloss": (
-            float(log_loss(labels, np.clip(scores, LOGLOSS_EPS, 1 - LOGLOSS_EPS), labels=[0, 1]))
-            if bounded
-            else None
+            float(log_loss(labels, np.clip(scores, LOGLOSS_EPS, 1 - LOGLOSS_EPS), labels=[0, 1])) if bounded else None
         ),
         f"ndcg@{k}": float(np.mean(dcg[keep] / _ideal_dcg(np.minimum(positives[keep], k)))),
         "users": int(keep.sum()),
@@ -146,9 +145,7 @@ def full_catalog_metrics(top: pd.DataFrame, relevant: pd.DataFrame, k: int = TOP
     hit_rows = listed.merge(relevant, on=["user_id", "movie_id"], how="inner")
     hit_group = np.searchsorted(users, hit_rows["user_id"].to_numpy())
     hits = np.bincount(hit_group, minlength=len(users))
-    dcg = np.bincount(
-        hit_group, weights=1.0 / np.log(hit_rows["rank"].to_numpy() + 1.0), minlength=len(users)
-    )
+    dcg = np.bincount(hit_group, weights=1.0 / np.log(hit_rows["rank"].to_numpy() + 1.0), minlength=len(users))
     return {
         f"recall@{k}": float(np.mean(hits / n_relevant)),
         f"ndcg@{k}": float(np.mean(dcg / _ideal_dcg(np.minimum(n_relevant, k)))),

@@ -5,6 +5,7 @@ given only their first few liked movies by time, as a newcomer would name them, 
 last of those ratings; their other liked movies are what a Top-10 should find. Only the given movies
 are excluded. The same few movies go to EASE (the retrieval stage alone) and to most popular.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,12 @@ class Newcomers:
     relevant: pd.DataFrame
 
 
-def hold_out(data: Processed, share: float = config.NEW_USER_SHARE, given: int = config.NEW_USER_GIVEN,
-             seed: int = config.SPLIT_SEED) -> tuple[pd.DataFrame, Newcomers]:
+def hold_out(
+    data: Processed,
+    share: float = config.NEW_USER_SHARE,
+    given: int = config.NEW_USER_GIVEN,
+    seed: int = config.SPLIT_SEED,
+) -> tuple[pd.DataFrame, Newcomers]:
     """(the training rows of the other users, the held-out users with at least one liked movie beyond
     the `given`)."""
     rng = np.random.default_rng(seed)
@@ -43,7 +48,9 @@ def hold_out(data: Processed, share: float = config.NEW_USER_SHARE, given: int =
     given_movies = [group["movie_id"].to_numpy() for _, group in first.groupby("user_id", sort=True)]
     context = first.groupby("user_id", sort=True).tail(1)[list(config.CONTEXT_FIELDS)].to_numpy()
     train = data.train[~data.train["user_id"].isin(held)].reset_index(drop=True)
-    return train, Newcomers(users, given_movies, context, rest.loc[rest["user_id"].isin(users), ["user_id", "movie_id"]])
+    return train, Newcomers(
+        users, given_movies, context, rest.loc[rest["user_id"].isin(users), ["user_id", "movie_id"]]
+    )
 
 
 def profiles(data: Processed, users: np.ndarray, demographics: bool) -> np.ndarray:
@@ -59,8 +66,9 @@ def profiles(data: Processed, users: np.ndarray, demographics: bool) -> np.ndarr
 
 def top_frame(users: np.ndarray, movies: np.ndarray) -> pd.DataFrame:
     k = movies.shape[1]
-    return pd.DataFrame({"user_id": np.repeat(users, k), "rank": np.tile(np.arange(1, k + 1), len(users)),
-                         "movie_id": movies.ravel()})
+    return pd.DataFrame(
+        {"user_id": np.repeat(users, k), "rank": np.tile(np.arange(1, k + 1), len(users)), "movie_id": movies.ravel()}
+    )
 
 
 def popular_top(train: pd.DataFrame, newcomers: Newcomers, n_movies: int, k: int) -> np.ndarray:
@@ -70,34 +78,51 @@ def popular_top(train: pd.DataFrame, newcomers: Newcomers, n_movies: int, k: int
     return np.stack([order[~np.isin(order, given)][:k] for given in newcomers.given])
 
 
-def evaluate_new_users(data: Processed, architecture: str = config.DEFAULT_ARCHITECTURE, k: int = config.TOP_N,
-                       echo=print) -> dict:
+def evaluate_new_users(
+    data: Processed, architecture: str = config.DEFAULT_ARCHITECTURE, k: int = config.TOP_N, echo=print
+) -> dict:
     """Train retrieval and the default ranker without the held-out users, then score every scorer on them."""
-    train, newcomers = hold_out(data)
-    echo(f"new users: {len(newcomers.users):,} held-out users; training retrieval and the ranker on the "
-         f"{len(train):,} training rows of the others")
+    share, given = config.NEW_USER_SHARE, config.NEW_USER_GIVEN
+    train, newcomers = hold_out(data, share, given)
+    echo(
+        f"new users: {len(newcomers.users):,} held-out users; training retrieval and the ranker on the "
+        f"{len(train):,} training rows of the others"
+    )
     cfg = config.MODELS[config.model_name(architecture, "two_stage")]
     fitted = retrieval.fit(train, len(data.users), len(data.movies))
     model, _ = ranker.train_ranker(dataclasses.replace(data, train=train), cfg, log=echo)
     two_stage = ranker.TwoStage(fitted, ranker.ListScorer(model, cfg), ranker.movie_table(data.movies))
     contexts = newcomers.context + 1
     given = retrieval_rows(newcomers, fitted.n_movies)
-    tops = {"ease": fitted.top_k(given, given, k)[0],
-            "most_popular": popular_top(train, newcomers, len(data.movies), k)}
-    for demographics, suffix in ((False, f"{config.NEW_USER_GIVEN} movies"),
-                                 (True, f"{config.NEW_USER_GIVEN} movies + gender, age, occupation")):
-        lists = ranker.person_lists(fitted, newcomers.given, profiles(data, newcomers.users, demographics),
-                                    contexts, cfg)
+    tops = {
+        "ease": fitted.top_k(given, given, k)[0],
+        "most_popular": popular_top(train, newcomers, len(data.movies), k),
+    }
+    for demographics, suffix in (
+        (False, f"{config.NEW_USER_GIVEN} movies"),
+        (True, f"{config.NEW_USER_GIVEN} movies + gender, age, occupation"),
+    ):
+        lists = ranker.person_lists(
+            fitted, newcomers.given, profiles(data, newcomers.users, demographics), contexts, cfg
+        )
         tops[f"{config.model_name(architecture, 'two_stage')}, {suffix}"] = two_stage.top_n(lists, k)[0]
-    scorers = {name: metrics.full_catalog_metrics(top_frame(newcomers.users, movies), newcomers.relevant, k)
-               for name, movies in tops.items()}
-    return {"share": config.NEW_USER_SHARE, "given": config.NEW_USER_GIVEN,
-            "held_out_users": int(round(config.NEW_USER_SHARE * len(data.users))), "users": len(newcomers.users),
-            "baselines": ["ease", "most_popular"], "scorers": scorers}
+    scorers = {
+        name: metrics.full_catalog_metrics(top_frame(newcomers.users, movies), newcomers.relevant, k)
+        for name, movies in tops.items()
+    }
+    return {
+        "share": config.NEW_USER_SHARE,
+        "given": config.NEW_USER_GIVEN,
+        "held_out_users": int(round(config.NEW_USER_SHARE * len(data.users))),
+        "users": len(newcomers.users),
+        "baselines": ["ease", "most_popular"],
+        "scorers": scorers,
+    }
 
 
 def retrieval_rows(newcomers: Newcomers, n_movies: int):
     """The newcomers' given movies as a people × movies matrix (what EASE scores from, and excludes)."""
     rows = np.repeat(np.arange(len(newcomers.given)), [len(given) for given in newcomers.given])
-    return retrieval.interaction_matrix(pd.DataFrame({"user_id": rows, "movie_id": np.concatenate(newcomers.given)}),
-                                        len(newcomers.given), n_movies)
+    return retrieval.interaction_matrix(
+        pd.DataFrame({"user_id": rows, "movie_id": np.concatenate(newcomers.given)}), len(newcomers.given), n_movies
+    )

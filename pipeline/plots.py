@@ -1,4 +1,5 @@
 """The report's pictures: training curves and models against baselines. Each function takes data and a path."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,14 @@ from pipeline.files import atomic_path
 from pipeline.labels import label
 
 # The panels of the metrics figure: (protocol, metric).
-PANELS = (("reference_protocol", "ndcg@10"), ("reference_protocol", "hit_rate@10"), ("rated", "auc"),
-          ("full_catalog", "recall@10"), ("full_catalog", "ndcg@10"), ("full_catalog", "hr@10"))
+PANELS = (
+    ("reference_protocol", "ndcg@10"),
+    ("reference_protocol", "hit_rate@10"),
+    ("rated", "auc"),
+    ("full_catalog", "recall@10"),
+    ("full_catalog", "ndcg@10"),
+    ("full_catalog", "hr@10"),
+)
 
 
 def _pyplot():
@@ -31,7 +38,7 @@ def plot_losses(histories: dict[str, dict], path: Path) -> None:
     columns = min(4, len(histories))
     rows = (len(histories) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.3 * rows), squeeze=False)
-    for ax in axes.ravel()[len(histories):]:
+    for ax in axes.ravel()[len(histories) :]:
         ax.axis("off")
     for ax, (title, history) in zip(axes.ravel(), histories.items()):
         epochs = [e["epoch"] for e in history["epochs"]]

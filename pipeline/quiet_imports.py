@@ -4,6 +4,7 @@ TensorFlow 2.21 writes C++ log lines (oneDNN, CUDA, CPU features) to stderr whil
 whatever TF_CPP_MIN_LOG_LEVEL says; DeepCTR's import starts a thread that asks PyPI for a newer
 version and, offline, prints to stdout (which would break `--json`). Python errors still raise.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -23,6 +23,7 @@ for fold f, a retrieval model fitted on the *other* folds proposes each user's K
 user's liked movies of fold f label them. A training row's retrieval signal therefore comes from a
 model that never saw that row, and its movie is never in its list's history (it is not an input row).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,10 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from pipeline import architecture, config, history, quiet_imports, retrieval
 from pipeline.config import TrainConfig
 from pipeline.preprocess import Processed, split_temporal
+from pipeline.scoring import latest_context
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class CandidateLists:
     rated_from_liked, rated_from_disliked
               (L, K) the every-rating model's scores from the liked and from the other rated movies
               (kept apart so that a list can be made to look like a new person's, who names liked ones)
+    recent    (L, K) the liked model's scores from the latest cfg.recent_liked liked movies, or None
     labels    (L, K) 1.0 where the candidate is a liked movie of the held-out fold (training only)
     """
 
@@ -63,6 +67,7 @@ class CandidateLists:
     disliked: np.ndarray
     rated_from_liked: np.ndarray
     rated_from_disliked: np.ndarray
+    recent: np.ndarray | None = None
     labels: np.ndarray | None = None
 
     @property
@@ -73,30 +78,36 @@ class CandidateLists:
     def __len__(self) -> int:
         return len(self.owner)
 
-    def take(self, rows) -> "CandidateLists":
-        return CandidateLists(**{field.name: None if getattr(self, field.name) is None else getattr(self, field.name)[rows]
-                                 for field in dataclasses.fields(self)})
+    def take(self, rows) -> CandidateLists:
+        return CandidateLists(
+            **{
+                field.name: None if getattr(self, field.name) is None else getattr(self, field.name)[rows]
+                for field in dataclasses.fields(self)
+            }
+        )
 
     @staticmethod
-    def concat(parts: list["CandidateLists"]) -> "CandidateLists":
-        return CandidateLists(**{field.name: None if getattr(parts[0], field.name) is None else
-                                 np.concatenate([getattr(part, field.name) for part in parts])
-                                 for field in dataclasses.fields(CandidateLists)})
+    def concat(parts: list[CandidateLists]) -> CandidateLists:
+        return CandidateLists(
+            **{
+                field.name: None
+                if getattr(parts[0], field.name) is None
+                else np.concatenate([getattr(part, field.name) for part in parts])
+                for field in dataclasses.fields(CandidateLists)
+            }
+        )
 
 
 # --- Building lists --------------------------------------------------------------------------------
 
 
-def latest_context(rows: pd.DataFrame, n_users: int) -> np.ndarray:
-    """(n_users, 3): the context field codes of each user's latest row (0 for a user without rows)."""
-    latest = rows.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id").tail(1)
-    context = np.zeros((n_users, len(config.CONTEXT_FIELDS)), dtype=np.int64)
-    context[latest["user_id"].to_numpy()] = latest[list(config.CONTEXT_FIELDS)].to_numpy()
-    return context
-
-
-def user_lists(fitted: retrieval.Retrieval, inputs: pd.DataFrame, users: pd.DataFrame, cfg: TrainConfig,
-               labels_from: pd.DataFrame | None = None) -> CandidateLists:
+def user_lists(
+    fitted: retrieval.Retrieval,
+    inputs: pd.DataFrame,
+    users: pd.DataFrame,
+    cfg: TrainConfig,
+    labels_from: pd.DataFrame | None = None,
+) -> CandidateLists:
     """One list per user with input rows: the top cfg.candidates movies of `fitted` that the user has no
     row of in `inputs`, with the user's fields, latest context and liked history from `inputs`.
 
@@ -122,33 +133,68 @@ def user_lists(fitted: retrieval.Retrieval, inputs: pd.DataFrame, users: pd.Data
     return CandidateLists(
         owner=owners,
         profile=np.column_stack([owners, profile]).astype(np.int64) + 1,
-        context=latest_context(inputs, n_users)[owners] + 1,
+        context=latest_context(inputs).loc[owners].to_numpy(np.int64) + 1,
         history=history.user_histories(inputs, n_users, cfg.history)[owners],
-        movies=movies, scores=scores, disliked=at_candidates(fitted.scores(disliked)),
+        movies=movies,
+        scores=scores,
+        disliked=at_candidates(fitted.scores(disliked)),
         rated_from_liked=at_candidates(fitted.rated_scores(liked)),
-        rated_from_disliked=at_candidates(fitted.rated_scores(disliked)), labels=labels)
+        rated_from_disliked=at_candidates(fitted.rated_scores(disliked)),
+        recent=recent_scores(fitted, history.user_histories(inputs, n_users, cfg.recent_liked)[owners], movies),
+        labels=labels,
+    )
 
 
-def person_lists(fitted: retrieval.Retrieval, liked_movies: list[np.ndarray], profiles: np.ndarray,
-                 contexts: np.ndarray, cfg: TrainConfig) -> CandidateLists:
+def person_lists(
+    fitted: retrieval.Retrieval,
+    liked_movies: list[np.ndarray],
+    profiles: np.ndarray,
+    contexts: np.ndarray,
+    cfg: TrainConfig,
+) -> CandidateLists:
     """Lists for people known only by the movies they like (codes, oldest first) and whatever of their
     profile they gave (shifted codes, 0 = unknown); their liked movies are the only ones excluded."""
     n_movies = fitted.n_movies
     rows = np.repeat(np.arange(len(liked_movies)), [len(movies) for movies in liked_movies])
     columns = np.concatenate(liked_movies) if liked_movies else np.zeros(0, np.int64)
-    from scipy import sparse
-
     liked = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=(len(liked_movies), n_movies))
     liked.data[:] = 1.0
     movies, scores = fitted.top_k(liked, liked, cfg.candidates)
     rated = np.take_along_axis(fitted.rated_scores(liked), movies, axis=1)
-    history = np.zeros((len(liked_movies), cfg.history), dtype=np.int32)
+    return CandidateLists(
+        owner=np.full(len(liked_movies), -1),
+        profile=np.asarray(profiles, np.int64),
+        context=np.asarray(contexts, np.int64),
+        history=latest_of(liked_movies, cfg.history),
+        movies=movies,
+        scores=scores,
+        disliked=np.zeros_like(scores),
+        rated_from_liked=rated,
+        rated_from_disliked=np.zeros_like(scores),
+        recent=recent_scores(fitted, latest_of(liked_movies, cfg.recent_liked), movies),
+    )
+
+
+def latest_of(liked_movies: list[np.ndarray], length: int) -> np.ndarray:
+    """(people, length): each person's last `length` movie codes (oldest first, right-aligned), shifted by
+    one, 0 pads: the history field's layout (history.user_histories) for a list given in order."""
+    out = np.zeros((len(liked_movies), length), dtype=np.int32)
     for row, mine in enumerate(liked_movies):
-        latest = np.asarray(mine[-cfg.history:], dtype=np.int32) + 1 if cfg.history else []
-        history[row, cfg.history - len(latest):] = latest
-    return CandidateLists(owner=np.full(len(liked_movies), -1), profile=np.asarray(profiles, np.int64),
-                          context=np.asarray(contexts, np.int64), history=history, movies=movies, scores=scores,
-                          disliked=np.zeros_like(scores), rated_from_liked=rated, rated_from_disliked=np.zeros_like(scores))
+        latest = np.asarray(mine, dtype=np.int32)[len(mine) - min(length, len(mine)) :] + 1
+        out[row, length - len(latest) :] = latest
+    return out
+
+
+def recent_scores(fitted: retrieval.Retrieval, latest: np.ndarray, movies: np.ndarray) -> np.ndarray | None:
+    """The liked model's scores of `movies` from each list's latest liked movies (shifted codes, 0 pads), or
+    None when there are none to read (recent_liked = 0)."""
+    if latest.shape[1] == 0:
+        return None
+    rows, columns = np.nonzero(latest)
+    matrix = sparse.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, latest[rows, columns] - 1)), shape=(len(latest), fitted.n_movies)
+    )
+    return np.take_along_axis(fitted.scores(matrix), movies, axis=1)
 
 
 def with_context(lists: CandidateLists, codes) -> CandidateLists:
@@ -183,8 +229,9 @@ def fold_pairs(train: pd.DataFrame, cfg: TrainConfig):
         raise ValueError(f"unknown fold scheme {cfg.fold_scheme!r}; expected random or time")
 
 
-def training_lists(train: pd.DataFrame, users: pd.DataFrame, n_movies: int, cfg: TrainConfig,
-                   progress=lambda message: None) -> CandidateLists:
+def training_lists(
+    train: pd.DataFrame, users: pd.DataFrame, n_movies: int, cfg: TrainConfig, progress=lambda message: None
+) -> CandidateLists:
     """Out-of-fold candidate lists: for each fold, retrieval fitted without it proposes, the fold labels.
     Lists without a single liked candidate teach a listwise loss nothing and are dropped."""
     parts = []
@@ -193,8 +240,10 @@ def training_lists(train: pd.DataFrame, users: pd.DataFrame, n_movies: int, cfg:
         fitted = retrieval.fit(inputs, len(users), n_movies)
         lists = user_lists(fitted, inputs, users, cfg, labels_from=labels)
         parts.append(lists.take(lists.labels.sum(axis=1) > 0) if cfg.loss == "listwise" else lists)
-        progress(f"fold {held_out + 1}/{cfg.folds}: {len(parts[-1]):,} lists, "
-                 f"{parts[-1].labels.mean():.1%} liked candidates ({time.perf_counter() - started:.0f} s)")
+        progress(
+            f"fold {held_out + 1}/{cfg.folds}: {len(parts[-1]):,} lists, "
+            f"{parts[-1].labels.mean():.1%} liked candidates ({time.perf_counter() - started:.0f} s)"
+        )
     return CandidateLists.concat(parts)
 
 
@@ -204,7 +253,11 @@ def anonymized(lists: CandidateLists, cfg: TrainConfig, rng: np.random.Generator
     age and occupation unknown too."""
     if not cfg.anonymous_share:
         return lists
-    profile, disliked, rated_from_disliked = lists.profile.copy(), lists.disliked.copy(), lists.rated_from_disliked.copy()
+    profile, disliked, rated_from_disliked = (
+        lists.profile.copy(),
+        lists.disliked.copy(),
+        lists.rated_from_disliked.copy(),
+    )
     anonymous = rng.random(len(lists)) < cfg.anonymous_share
     profile[anonymous, 0] = 0
     profile[anonymous, config.USER_FIELDS.index("zip")] = 0
@@ -238,9 +291,11 @@ def bucketed(z: np.ndarray) -> np.ndarray:
 
 
 def list_scores(lists: CandidateLists) -> dict[str, np.ndarray]:
-    """The ranker's three retrieval scores of every candidate, z-scored within its list: (L, K) each."""
-    return {"retrieval_score": standardized(lists.scores), "disliked_score": standardized(lists.disliked),
-            "rated_score": standardized(lists.rated)}
+    """The ranker's retrieval scores of every candidate, z-scored within its list: (L, K) each."""
+    scores = {"retrieval_score": lists.scores, "disliked_score": lists.disliked, "rated_score": lists.rated}
+    if lists.recent is not None:
+        scores["recent_score"] = lists.recent
+    return {name: standardized(values) for name, values in scores.items()}
 
 
 def movie_table(catalogue: pd.DataFrame) -> np.ndarray:
@@ -272,8 +327,14 @@ def list_dataset(lists: CandidateLists, movies: np.ndarray, cfg: TrainConfig, se
     tf = quiet_imports.tensorflow()
     n_lists, k = lists.movies.shape
     scores = list_scores(lists)
-    constant = {"profile": lists.profile, "context": lists.context, "history": lists.history,
-                "movies": lists.movies, "labels": lists.labels, **scores}
+    constant = {
+        "profile": lists.profile,
+        "context": lists.context,
+        "history": lists.history,
+        "movies": lists.movies,
+        "labels": lists.labels,
+        **scores,
+    }
     if cfg.score_buckets:
         constant |= {f"{name}_bucket": bucketed(z) for name, z in scores.items()}
     tensors = {key: tf.constant(value) for key, value in constant.items()}
@@ -295,8 +356,13 @@ def list_dataset(lists: CandidateLists, movies: np.ndarray, cfg: TrainConfig, se
         return x, tf.reshape(take["labels"], [rows, 1])
 
     lists_per_batch = max(1, cfg.batch_size // k)
-    return (tf.data.Dataset.range(n_lists).shuffle(n_lists, seed=seed)
-            .batch(lists_per_batch).map(expand, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
+    return (
+        tf.data.Dataset.range(n_lists)
+        .shuffle(n_lists, seed=seed)
+        .batch(lists_per_batch)
+        .map(expand, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(2)
+    )
 
 
 # --- Training --------------------------------------------------------------------------------------
@@ -336,8 +402,9 @@ def train_ranker(data: Processed, cfg: TrainConfig, progress: bool = False, log=
     started = time.perf_counter()
     lists = training_lists(data.train, data.users, len(data.movies), cfg, progress=log)
     rng = np.random.default_rng(cfg.seed)
-    validation = np.isin(lists.owner, rng.choice(len(data.users), int(cfg.validation_split * len(data.users)),
-                                                 replace=False))
+    validation = np.isin(
+        lists.owner, rng.choice(len(data.users), int(cfg.validation_split * len(data.users)), replace=False)
+    )
     fit_lists, val_lists = lists.take(~validation), lists.take(validation)
     movies = movie_table(data.movies)
     tf.keras.utils.set_random_seed(cfg.seed)
@@ -346,11 +413,17 @@ def train_ranker(data: Processed, cfg: TrainConfig, progress: bool = False, log=
     bar = epoch_progress(cfg.model, progress)
     losses = {"loss": [], "val_loss": []}
     for epoch in range(cfg.epochs):
-        fitted.optimizer.learning_rate.assign(cfg.learning_rate * cfg.lr_decay ** epoch)
+        fitted.optimizer.learning_rate.assign(cfg.learning_rate * cfg.lr_decay**epoch)
         epoch_lists = anonymized(fit_lists, cfg, rng)
         validation_data = list_dataset(val_lists, movies, cfg, cfg.seed) if len(val_lists) else None
-        result = fitted.fit(list_dataset(epoch_lists, movies, cfg, cfg.seed + epoch), epochs=epoch + 1,
-                            initial_epoch=epoch, validation_data=validation_data, callbacks=[bar], verbose=0)
+        result = fitted.fit(
+            list_dataset(epoch_lists, movies, cfg, cfg.seed + epoch),
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            validation_data=validation_data,
+            callbacks=[bar],
+            verbose=0,
+        )
         for key in losses:
             losses[key] += result.history.get(key, [float("nan")])
         if on_epoch is not None:
@@ -370,8 +443,10 @@ class ListScorer:
         tf = quiet_imports.tensorflow()
         self.cfg = cfg
         self.batch_rows = batch_rows
-        signature = {tensor.name.split(":")[0]: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name.split(":")[0])
-                     for tensor in model.inputs}
+        signature = {
+            tensor.name.split(":")[0]: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name.split(":")[0])
+            for tensor in model.inputs
+        }
 
         @tf.function(input_signature=[signature])
         def forward(inputs):
@@ -386,9 +461,11 @@ class ListScorer:
         per_call = max(1, self.batch_rows // max(k, 1))
         for start in range(0, n_lists, per_call):
             inputs = list_inputs(lists.take(slice(start, start + per_call)), movies, self.cfg)
-            batch = {name: np.asarray(values, dtype=self._dtypes[name]).reshape(len(values), -1)
-                     for name, values in inputs.items()}
-            out[start * k:(start + per_call) * k] = self._forward(batch).numpy()
+            batch = {
+                name: np.asarray(values, dtype=self._dtypes[name]).reshape(len(values), -1)
+                for name, values in inputs.items()
+            }
+            out[start * k : (start + per_call) * k] = self._forward(batch).numpy()
         return out.reshape(n_lists, k)
 
 

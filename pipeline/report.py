@@ -4,6 +4,7 @@ with its pictures. Data flows one way: evaluate and tune write numbers; this mod
 Outputs (under artifacts/): report.md, metrics.png, loss_curves.png, timings.png, and study_metrics.png when
 the study has run.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,20 @@ from pipeline.evaluate import PROTOCOLS
 from pipeline.files import record_timing, write_text
 from pipeline.labels import label
 
-CARVE_TEXT = {"random": "a random 10 % of the random split's training rows",
-              "temporal": "each user's latest 10 % of the temporal split's training rows"}
+CARVE_TEXT = {
+    "random": "a random 10 % of the random split's training rows",
+    "temporal": "each user's latest 10 % of the temporal split's training rows",
+}
 
 
 def splits_of(results: dict) -> list[tuple[str, dict]]:
     """(split, that split's results) for every evaluated split: metrics.json keeps the random split's at the
     top level and the temporal split's under "temporal"."""
-    return [(split, results if split == "random" else results[split])
-            for split in config.SPLITS if split == "random" or split in results]
+    return [
+        (split, results if split == "random" else results[split])
+        for split in config.SPLITS
+        if split == "random" or split in results
+    ]
 
 
 def cell(value) -> str:
@@ -47,15 +53,26 @@ def metrics_table(results: dict) -> str:
 
 
 def reference_table(results: dict) -> str:
-    rows = ["| model | NDCG@10 ours | NDCG@10 reference | diff | Hit Rate@10 ours | Hit Rate@10 reference | diff |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| model | NDCG@10 ours | NDCG@10 reference | diff | Hit Rate@10 ours | Hit Rate@10 reference | diff |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for model, published in config.REFERENCE_TABLE.items():
         if model not in results["models"]:
             continue
         ours = results["models"][model]["reference_protocol"]
-        rows.append(" | ".join([f"| {label(model)}", *(
-            f"{ours[metric]:.5f} | {published[metric]:.5f} | {ours[metric] - published[metric]:+.5f}"
-            for metric in ("ndcg@10", "hit_rate@10"))]) + " |")
+        rows.append(
+            " | ".join(
+                [
+                    f"| {label(model)}",
+                    *(
+                        f"{ours[metric]:.5f} | {published[metric]:.5f} | {ours[metric] - published[metric]:+.5f}"
+                        for metric in ("ndcg@10", "hit_rate@10")
+                    ),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(rows)
 
 
@@ -71,8 +88,10 @@ def beaten_by(results: dict) -> list[str]:
                     if ours is None or theirs is None:
                         continue
                     if (ours >= theirs) if name == "logloss" else (ours <= theirs):
-                        lines.append(f"{label(model)} does not beat {label(baseline)} "
-                                     f"on {protocol} {name}: {ours:.4f} vs {theirs:.4f}")
+                        lines.append(
+                            f"{label(model)} does not beat {label(baseline)} "
+                            f"on {protocol} {name}: {ours:.4f} vs {theirs:.4f}"
+                        )
     return lines
 
 
@@ -92,24 +111,32 @@ def targets(results: dict) -> list[str]:
                 continue
             for metric in ("recall@10", "ndcg@10"):
                 ratio = ours[metric] / ease[metric]
-                lines.append(f"{verdict(ratio >= goals['two_stage_vs_ease'])}: {label(name)} {split} split full-catalogue "
-                             f"{metric} {ours[metric]:.4f} = {ratio:.3f} × EASE's {ease[metric]:.4f} (target ≥ 1 ×, "
-                             f"aim ≥ {goals['two_stage_vs_ease_aim']:g} ×)")
+                lines.append(
+                    f"{verdict(ratio >= goals['two_stage_vs_ease'])}: {label(name)} {split} split full-catalogue "
+                    f"{metric} {ours[metric]:.4f} = {ratio:.3f} × EASE's {ease[metric]:.4f} (target ≥ 1 ×, "
+                    f"aim ≥ {goals['two_stage_vs_ease_aim']:g} ×)"
+                )
     for name in config.models_of("tuned"):
         ours = results["models"].get(name)
         if not ours:
             continue
         auc, ndcg = ours["rated"]["auc"], ours["reference_protocol"]["ndcg@10"]
-        lines.append(f"{verdict(auc >= goals['tuned_auc'])}: {label(name)} AUC on rated test rows {auc:.4f} "
-                     f"(target ≥ {goals['tuned_auc']})")
-        lines.append(f"{verdict(ndcg >= goals['tuned_reference_ndcg'])}: {label(name)} reference-protocol NDCG@10 "
-                     f"{ndcg:.4f} (target ≥ {goals['tuned_reference_ndcg']})")
+        lines.append(
+            f"{verdict(auc >= goals['tuned_auc'])}: {label(name)} AUC on rated test rows {auc:.4f} "
+            f"(target ≥ {goals['tuned_auc']})"
+        )
+        lines.append(
+            f"{verdict(ndcg >= goals['tuned_reference_ndcg'])}: {label(name)} reference-protocol NDCG@10 "
+            f"{ndcg:.4f} (target ≥ {goals['tuned_reference_ndcg']})"
+        )
     for split, part in splits_of(results):
         for name in config.TWO_STAGE_MODELS:
             if name in part["models"]:
                 seconds = part["models"][name]["train_seconds"]
-                lines.append(f"{verdict(seconds <= goals['ranker_train_seconds'])}: {label(name)} ({split}) trained in "
-                             f"{seconds:.0f} s (target ≤ {goals['ranker_train_seconds']} s)")
+                lines.append(
+                    f"{verdict(seconds <= goals['ranker_train_seconds'])}: {label(name)} ({split}) trained in "
+                    f"{seconds:.0f} s (target ≤ {goals['ranker_train_seconds']} s)"
+                )
     new = results.get("new_users")
     if new:
         for name, scores in new["scorers"].items():
@@ -117,8 +144,10 @@ def targets(results: dict) -> list[str]:
                 continue
             for metric in ("recall@10", "ndcg@10"):
                 best = max(new["scorers"][b][metric] for b in new["baselines"])
-                lines.append(f"{verdict(scores[metric] > best)}: new users, {name}: {metric} {scores[metric]:.4f} vs "
-                             f"the best baseline's {best:.4f} (target: above most popular and EASE)")
+                lines.append(
+                    f"{verdict(scores[metric] > best)}: new users, {name}: {metric} {scores[metric]:.4f} vs "
+                    f"the best baseline's {best:.4f} (target: above most popular and EASE)"
+                )
     return lines
 
 
@@ -129,13 +158,17 @@ def describe(cfg: dict) -> str:
     parts = [f"AutoInt+MLP {'-'.join(map(str, units))} (dropout {cfg['dnn_dropout']:g})" if units else "AutoInt"]
     if cfg["candidates"]:
         folds = "by time" if cfg["fold_scheme"] == "time" else "random"
-        parts.append(f"ranks EASE's top {cfg['candidates']} ({cfg['folds']} out-of-fold retrieval models, folds {folds}, "
-                     f"{cfg['loss']} loss, {cfg['anonymous_share']:.0%} of lists anonymous, "
-                     f"{cfg['anonymous_share'] * cfg['newcomer_share']:.0%} as newcomers)")
+        parts.append(
+            f"ranks EASE's top {cfg['candidates']} ({cfg['folds']} out-of-fold retrieval models, folds {folds}, "
+            f"{cfg['loss']} loss, {cfg['anonymous_share']:.0%} of lists anonymous, "
+            f"{cfg['anonymous_share'] * cfg['newcomer_share']:.0%} as newcomers)"
+        )
     elif cfg["negatives"]:
-        parts.append(f"{cfg['negatives']} {cfg['negative_sampler']} negatives"
-                     + (" per rating on average, the same count for every user" if cfg["negatives_per"] == "user" else "")
-                     + (", fresh each epoch" if cfg["fresh_negatives"] else ", drawn once"))
+        parts.append(
+            f"{cfg['negatives']} {cfg['negative_sampler']} negatives"
+            + (" per rating on average, the same count for every user" if cfg["negatives_per"] == "user" else "")
+            + (", fresh each epoch" if cfg["fresh_negatives"] else ", drawn once")
+        )
     else:
         parts.append("rated rows only")
     if cfg["history"]:
@@ -158,34 +191,50 @@ def describe(cfg: dict) -> str:
 
 
 def tuning_table(tuning: dict) -> list[str]:
-    columns = [("reference_protocol/ndcg@10", "reference NDCG@10"), ("rated/auc", "AUC"),
-               ("full_catalog/recall@10", "full Recall@10"), ("full_catalog/ndcg@10", "full NDCG@10"),
-               ("full_catalog/hr@10", "full HR@10")]
+    columns = [
+        ("reference_protocol/ndcg@10", "reference NDCG@10"),
+        ("rated/auc", "AUC"),
+        ("full_catalog/recall@10", "full Recall@10"),
+        ("full_catalog/ndcg@10", "full NDCG@10"),
+        ("full_catalog/hr@10", "full HR@10"),
+    ]
     lines = []
     for carve, part in tuning.items():
-        lines += [f"### Validation carve: {carve}", "",
-                  f"{part['validation']['fit_rows']:,} training rows to fit; scored on "
-                  f"{part['validation']['validation_rows']:,} held-out rows ({CARVE_TEXT[carve.split()[0]]}) of "
-                  f"{part['validation']['users']:,} users. The test rows are never used.", "",
-                  "| candidate | epoch | " + " | ".join(title for _, title in columns) + " | train s |",
-                  "|---|---:|" + "---:|" * len(columns) + "---:|"]
+        lines += [
+            f"### Validation carve: {carve}",
+            "",
+            f"{part['validation']['fit_rows']:,} training rows to fit; scored on "
+            f"{part['validation']['validation_rows']:,} held-out rows ({CARVE_TEXT[carve.split()[0]]}) of "
+            f"{part['validation']['users']:,} users. The test rows are never used.",
+            "",
+            "| candidate | epoch | " + " | ".join(title for _, title in columns) + " | train s |",
+            "|---|---:|" + "---:|" * len(columns) + "---:|",
+        ]
         for record in part["baselines"]:
-            lines.append(f"| {label(record['baseline'])} | | "
-                         + " | ".join(cell(record.get(key)) for key, _ in columns) + " | |")
+            lines.append(
+                f"| {label(record['baseline'])} | | " + " | ".join(cell(record.get(key)) for key, _ in columns) + " | |"
+            )
         for record in part["candidates"]:
-            lines.append(f"| {describe(record['config'])} | {record['epoch']} | "
-                         + " | ".join(cell(record.get(key)) for key, _ in columns) + f" | {record['train_seconds']} |")
+            lines.append(
+                f"| {describe(record['config'])} | {record['epoch']} | "
+                + " | ".join(cell(record.get(key)) for key, _ in columns)
+                + f" | {record['train_seconds']} |"
+            )
         lines.append("")
     return lines
 
 
 def training_table(histories: dict[str, dict]) -> list[str]:
-    lines = ["| model | split | settings | train rows | train time (s) | final loss | final val_loss |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| model | split | settings | train rows | train time (s) | final loss | final val_loss |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for (name, split), history in histories.items():
         last = history["epochs"][-1]
-        lines.append(f"| {label(name)} | {split} | {describe(history['config'])}; {len(history['epochs'])} epochs | "
-                     f"{history['train_rows']:,} | {history['train_seconds']} | {last['loss']:.4f} | {last['val_loss']:.4f} |")
+        lines.append(
+            f"| {label(name)} | {split} | {describe(history['config'])}; {len(history['epochs'])} epochs | "
+            f"{history['train_rows']:,} | {history['train_seconds']} | {last['loss']:.4f} | {last['val_loss']:.4f} |"
+        )
     return lines
 
 
@@ -196,12 +245,17 @@ def timing_table(timings: list[dict]) -> list[str]:
 
 
 def new_users_section(new: dict) -> list[str]:
-    lines = ["## New people (study)", "",
-             f"{new['held_out_users']:,} users ({new['share']:.0%}) were held out of every stage's training. Each is "
-             f"given only their first {new['given']} liked movies by time (and, where the row says so, their gender, "
-             "age and occupation); their other liked movies are what a Top-10 should find. Only the given movies are "
-             f"excluded. Averaged over {new['users']:,} held-out users with at least one further liked movie.", "",
-             "| scorer | Recall@10 | NDCG@10 | HR@10 |", "|---|---:|---:|---:|"]
+    lines = [
+        "## New people (study)",
+        "",
+        f"{new['held_out_users']:,} users ({new['share']:.0%}) were held out of every stage's training. Each is "
+        f"given only their first {new['given']} liked movies by time (and, where the row says so, their gender, "
+        "age and occupation); their other liked movies are what a Top-10 should find. Only the given movies are "
+        f"excluded. Averaged over {new['users']:,} held-out users with at least one further liked movie.",
+        "",
+        "| scorer | Recall@10 | NDCG@10 | HR@10 |",
+        "|---|---:|---:|---:|",
+    ]
     for name, scores in new["scorers"].items():
         lines.append(f"| {label(name)} | {scores['recall@10']:.4f} | {scores['ndcg@10']:.4f} | {scores['hr@10']:.4f} |")
     return lines + [""]
@@ -216,7 +270,8 @@ def results_section(results: dict, heading: str, picture: str) -> list[str]:
     return lines + [""]
 
 
-PROTOCOL_TEXT = """- **reference protocol** (the original project's): each user's own *test* rows (about 33 movies the user
+PROTOCOL_TEXT = """\
+- **reference protocol** (the original project's): each user's own *test* rows (about 33 movies the user
   rated) are ranked; users with at least one positive count. Its **"Hit Rate@10" is a recall** (|top 10 ∩
   positives| / |positives|) and its **NDCG@10 uses an uncapped IDCG**; both kept only to compare with the
   published table.
@@ -237,8 +292,11 @@ def trained_histories(models_dir: Path) -> dict[tuple[str, str], dict]:
     from pipeline.settings import every_model
     from pipeline.train import load_history
 
-    return {(name, split): load_history(name, split, models_dir) for name, split in every_model()
-            if config.model_path(name, split, models_dir).is_file()}
+    return {
+        (name, split): load_history(name, split, models_dir)
+        for name, split in every_model()
+        if config.model_path(name, split, models_dir).is_file()
+    }
 
 
 def build_report(artifacts: Path) -> str:
@@ -250,22 +308,32 @@ def build_report(artifacts: Path) -> str:
     lines = ["# Evaluation report: AutoInt and AutoInt+MLP on MovieLens 1M", ""]
     if not first:
         return "\n".join(lines + ["Nothing evaluated yet: run `make all`.", ""])
-    lines += [f"Random 80/20 split of the ratings ({first['data']['train']:,} train, {first['data']['test']:,} test; "
-              f"scikit-learn `train_test_split`, seed 42); label = rating ≥ {config.LIKE_THRESHOLD}. Every number "
-              "below can be recomputed from `predictions/` and `top10/`.", "",
-              "Models (`pipeline/config.py`): **two-stage** = the default recommender: EASE retrieval proposes each "
-              "user's candidates, AutoInt ranks them with the user's liked history; **reference** = the original "
-              "project's settings; in the study also **tuned** (the reference task with the liked history, tuned "
-              "on validation) and **sampled negatives** (the previous default: trained with sampled unrated "
-              "movies, scored over the whole catalogue).", "",
-              "## Against the original project's published table (reference protocol)", "",
-              reference_table(first), "", PROTOCOL_TEXT, ""]
+    lines += [
+        f"Random 80/20 split of the ratings ({first['data']['train']:,} train, {first['data']['test']:,} test; "
+        f"scikit-learn `train_test_split`, seed 42); label = rating ≥ {config.LIKE_THRESHOLD}. Every number "
+        "below can be recomputed from `predictions/` and `top10/`.",
+        "",
+        "Models (`pipeline/config.py`): **two-stage** = the default recommender: EASE retrieval proposes each "
+        "user's candidates, AutoInt ranks them with the user's liked history; **reference** = the original "
+        "project's settings; in the study also **tuned** (the reference task with the liked history, tuned "
+        "on validation) and **sampled negatives** (the previous default: trained with sampled unrated "
+        "movies, scored over the whole catalogue).",
+        "",
+        "## Against the original project's published table (reference protocol)",
+        "",
+        reference_table(first),
+        "",
+        PROTOCOL_TEXT,
+        "",
+    ]
     if product:
-        lines += results_section(product, f"## `make all`: the product models (made {product.get('made', '?')})",
-                                 "metrics.png")
+        lines += results_section(
+            product, f"## `make all`: the product models (made {product.get('made', '?')})", "metrics.png"
+        )
     if study:
-        lines += results_section(study, f"## `make study`: every model, both splits (made {study.get('made', '?')})",
-                                 "study_metrics.png")
+        lines += results_section(
+            study, f"## `make study`: every model, both splits (made {study.get('made', '?')})", "study_metrics.png"
+        )
         if study.get("new_users"):
             lines += new_users_section(study["new_users"])
     histories = trained_histories(artifacts / "models")
@@ -284,20 +352,31 @@ def read_json(path: Path):
 
 
 def read_timings(artifacts: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted((artifacts / "timings").glob("*.json"))]
+    """The stages' timing records in the order they finished (their files' modification times)."""
+    paths = sorted((artifacts / "timings").glob("*.json"), key=lambda path: path.stat().st_mtime)
+    return [json.loads(path.read_text()) for path in paths]
 
 
 def write_report(artifacts: Path) -> Path:
     """report.md and its pictures from what is in `artifacts`."""
     product, study = read_json(artifacts / "metrics.json"), read_json(artifacts / "study" / "metrics.json")
     if product:
-        plots.plot_metrics(product, artifacts / "metrics.png", "make all: models (blue) vs baselines (grey), random split")
+        plots.plot_metrics(
+            product, artifacts / "metrics.png", "make all: models (blue) vs baselines (grey), random split"
+        )
     if study:
-        plots.plot_metrics(study, artifacts / "study_metrics.png", "make study: models (blue) vs baselines (grey), random split")
+        plots.plot_metrics(
+            study, artifacts / "study_metrics.png", "make study: models (blue) vs baselines (grey), random split"
+        )
     histories = trained_histories(artifacts / "models")
     if histories:
-        plots.plot_losses({label(name) + ("" if split == "random" else f", {split}"): history
-                           for (name, split), history in histories.items()}, artifacts / "loss_curves.png")
+        plots.plot_losses(
+            {
+                label(name) + ("" if split == "random" else f", {split}"): history
+                for (name, split), history in histories.items()
+            },
+            artifacts / "loss_curves.png",
+        )
     timings = read_timings(artifacts)
     if timings:
         plots.plot_timings(timings, artifacts / "timings.png")
@@ -305,7 +384,9 @@ def write_report(artifacts: Path) -> Path:
     return artifacts / "report.md"
 
 
-def report_command(artifacts: Path = typer.Option(config.ARTIFACTS_DIR, help="The folder `make all` writes to.")) -> None:
+def report_command(
+    artifacts: Path = typer.Option(config.ARTIFACTS_DIR, help="The folder `make all` writes to."),
+) -> None:
     """Write report.md and its pictures from metrics.json (and the study's, tuning.json, histories, timings)."""
     started = time.perf_counter()
     path = write_report(artifacts)

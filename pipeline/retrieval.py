@@ -15,6 +15,7 @@ says what replaces it there.
 
 Outputs: artifacts/models/[<split>/]retrieval.npz (both B as float32), read back by `load`.
 """
+
 from __future__ import annotations
 
 import time
@@ -70,8 +71,10 @@ class Retrieval:
 
 def interaction_matrix(rows: pd.DataFrame, n_users: int, n_movies: int) -> sparse.csr_matrix:
     """users × movies, 1.0 at every (user_id, movie_id) code pair of `rows` (duplicates count once)."""
-    matrix = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows["user_id"].to_numpy(), rows["movie_id"].to_numpy())),
-                               shape=(n_users, n_movies))
+    matrix = sparse.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows["user_id"].to_numpy(), rows["movie_id"].to_numpy())),
+        shape=(n_users, n_movies),
+    )
     matrix.data[:] = 1.0
     return matrix
 
@@ -93,8 +96,10 @@ def ease_weights(liked: sparse.csr_matrix, l2: float = config.EASE_L2) -> np.nda
 
 def fit(train: pd.DataFrame, n_users: int, n_movies: int, l2: float = config.EASE_L2) -> Retrieval:
     """Both EASE models fitted on `train` (codes below n_users / n_movies): on its liked rows and on all."""
-    return Retrieval(ease_weights(liked_matrix(train, n_users, n_movies), l2),
-                     ease_weights(interaction_matrix(train, n_users, n_movies), l2))
+    return Retrieval(
+        ease_weights(liked_matrix(train, n_users, n_movies), l2),
+        ease_weights(interaction_matrix(train, n_users, n_movies), l2),
+    )
 
 
 def path(split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
@@ -126,11 +131,13 @@ def retrieval_command(
         data = load_processed(processed_dir).split(split)
     except FileNotFoundError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     fitted = fit(data.train, len(data.users), len(data.movies))
     target = save(fitted, path(split, models_dir))
     seconds = time.perf_counter() - started
     record_timing(models_dir.parent, f"retrieval ({split})", seconds)
-    typer.echo(f"retrieval ({split}): EASE over {int((data.train['label'] == 1).sum()):,} liked and "
-               f"{len(data.train):,} rated training ratings, {fitted.n_movies:,} movies, L2 {config.EASE_L2:g}; "
-               f"fitted in {seconds:.0f} s; saved {target}")
+    typer.echo(
+        f"retrieval ({split}): EASE over {int((data.train['label'] == 1).sum()):,} liked and "
+        f"{len(data.train):,} rated training ratings, {fitted.n_movies:,} movies, L2 {config.EASE_L2:g}; "
+        f"fitted in {seconds:.0f} s; saved {target}"
+    )

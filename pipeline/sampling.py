@@ -4,6 +4,7 @@ The sampled-negative ("sampled") models learn which *unrated* movies a user will
 `negatives` movies the user has no training rating for are added as label-0 rows that carry the
 user's fields and the context of that rating. Everything here is pandas/NumPy; no TensorFlow.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,9 @@ def negative_sources(train: pd.DataFrame, negatives: int, per: str, rng: np.rand
     return rows_by_user[picked]
 
 
-def sample_unrated(train: pd.DataFrame, catalogue: pd.DataFrame, negatives: int, sampler: str,
-                   seed: int, per: str = "rating") -> pd.DataFrame:
+def sample_unrated(
+    train: pd.DataFrame, catalogue: pd.DataFrame, negatives: int, sampler: str, seed: int, per: str = "rating"
+) -> pd.DataFrame:
     """`negatives` movies per training rating (or per user on average: negative_sources) that the user has
     no training rating for, as label-0 rows.
 
@@ -96,9 +98,10 @@ def training_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame
         return train
     if catalogue is None:
         raise ValueError("negative sampling needs the movie catalogue")
-    rows = pd.concat([train, sample_unrated(train, catalogue, cfg.negatives, cfg.negative_sampler, cfg.seed,
-                                                 cfg.negatives_per)],
-                     ignore_index=True)
+    rows = pd.concat(
+        [train, sample_unrated(train, catalogue, cfg.negatives, cfg.negative_sampler, cfg.seed, cfg.negatives_per)],
+        ignore_index=True,
+    )
     return rows.sample(frac=1.0, random_state=cfg.seed, ignore_index=True)
 
 

@@ -5,6 +5,7 @@
 A score function takes a dict {field: int array} and returns one float per row; a trained model
 becomes one through `ModelScorer`, a baseline through `baselines.fit_baseline`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,8 +39,10 @@ class ModelScorer:
         self.shift = int(cfg.coded_from_one) if cfg else 0
         self.history_fields = cfg.history_fields if cfg else {}
         signature = {field: tf.TensorSpec([None, 1], tf.int32, name=field) for field in config.FIELDS}
-        signature |= {name: tf.TensorSpec([None, length], tf.int32, name=name)
-                      for name, (length, _) in self.history_fields.items()}
+        signature |= {
+            name: tf.TensorSpec([None, length], tf.int32, name=name)
+            for name, (length, _) in self.history_fields.items()
+        }
 
         @tf.function(input_signature=[signature])
         def forward(inputs):
@@ -58,8 +61,10 @@ class ModelScorer:
         out = np.empty(rows, dtype=np.float32)
         for start in range(0, rows, self.batch_size):
             stop = start + self.batch_size
-            batch = {field: np.asarray(inputs[field][start:stop], dtype=np.int32)[:, None] + self.shift
-                     for field in config.FIELDS}
+            batch = {
+                field: np.asarray(inputs[field][start:stop], dtype=np.int32)[:, None] + self.shift
+                for field in config.FIELDS
+            }
             batch |= {name: np.asarray(inputs[name][start:stop], dtype=np.int32) for name in self.history_fields}
             out[start:stop] = self._forward(batch).numpy()
         return out
@@ -147,12 +152,14 @@ def top_n(
         # rows costs ~1 % of the scoring time, so no partial sort that would need its own tie rule.
         order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
         best = np.take_along_axis(scores, order, axis=1)
-        frame = pd.DataFrame({
-            "user_id": np.repeat(user_values["user_id"][start:stop], order.shape[1]),
-            "rank": np.tile(np.arange(1, order.shape[1] + 1), stop - start),
-            "movie_id": movie_codes[order.ravel()],
-            "score": best.ravel().astype(np.float64),
-        })
+        frame = pd.DataFrame(
+            {
+                "user_id": np.repeat(user_values["user_id"][start:stop], order.shape[1]),
+                "rank": np.tile(np.arange(1, order.shape[1] + 1), stop - start),
+                "movie_id": movie_codes[order.ravel()],
+                "score": best.ravel().astype(np.float64),
+            }
+        )
         results.append(frame[np.isfinite(frame["score"])])
         bar.update(stop - start)
     bar.close()

@@ -139,6 +139,10 @@ def schemas():
     class ModelStatus(BaseModel):
         trained_at: str | None = Field(description="When the model file was written (UTC); null: not trained")
         loaded: bool = Field(description="In memory now (the default models are loaded at start-up)")
+        precomputed: bool = Field(
+            description="Default requests (the user's own context, n within the table) are answered from the "
+            "model's precomputed Top-N table (make precompute); others are scored when asked"
+        )
 
     class Health(BaseModel):
         status: Literal["ready"]
@@ -336,14 +340,16 @@ def preload_names() -> list[str]:
 
 
 def warm_up(rec: recommend.Recommender, names: list[str]) -> None:
-    """One Top-N per model (and one for a new person), so that tracing and lazy indexes happen before the
-    first request; the answers are thrown away and nothing in `rec` changes but its caches."""
+    """Top-Ns per model (default and scored now, and one for a new person), so that loading, tracing and lazy
+    indexes happen before the first request; the answers are thrown away and nothing in `rec` changes but its
+    caches."""
     user = int(rec.encoders.classes["user_id"][0])
     for name in names:
         architecture, mode = next(
             (a, m) for m in config.SERVED_MODES for a in config.ARCHITECTURES if config.model_name(a, m) == name
         )
-        recommend.recommend(rec, user, architecture, mode=mode)
+        recommend.recommend(rec, user, architecture, mode=mode)  # a default request: the precomputed table if fresh
+        recommend.recommend(rec, user, architecture, month=1, mode=mode)  # scored now: loads and traces the model
         if mode == "two_stage":
             liked = recommend.liked_history(rec, user)["movie_id"].head(5).tolist()
             recommend.recommend_for_liked(rec, liked or [int(rec.encoders.classes["movie_id"][0])], architecture)
@@ -500,7 +506,14 @@ def create_app(
         summary="Readiness: the models loaded and when they were trained, and the data's checksum",
     )
     async def health(request: Request, rec: Rec):
-        models = {name: {"trained_at": rec.trained_at(name), "loaded": name in rec.scorers} for name in served}
+        models = {
+            name: {
+                "trained_at": rec.trained_at(name),
+                "loaded": name in rec.scorers,
+                "precomputed": config.MODELS[name].candidates > 0 and rec.precomputed(name) is not None,
+            }
+            for name in served
+        }
         return {
             "status": "ready",
             "default_model": default_model,

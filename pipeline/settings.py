@@ -18,6 +18,7 @@ Standard library only: the Makefile runs this with the system's Python before .v
     python3 -m pipeline.settings write [--model NAME --split SPLIT --set field=value ...]
     python3 -m pipeline.settings check [the same options]   (prints one error line, or nothing)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,14 +102,18 @@ def checked_overrides(model: str | None, split: str, assignments: list[str]) -> 
     if split not in config.SPLITS:
         raise SettingsError(f"unknown split {split!r}; SPLIT= takes one of {', '.join(config.SPLITS)}")
     if assignments and model is None:
-        raise SettingsError("training options apply to one model: make train MODEL=<name> "
-                            + " ".join(assignments))
+        raise SettingsError("training options apply to one model: make train MODEL=<name> " + " ".join(assignments))
     return parse_overrides(list(assignments))
 
 
-def write_all(models_dir: Path, model: str | None = None, split: str = "random",
-              assignments: list[str] = (), processed_dir: Path = config.PROCESSED_DIR,
-              artifacts_dir: Path = config.ARTIFACTS_DIR) -> list[str]:
+def write_all(
+    models_dir: Path,
+    model: str | None = None,
+    split: str = "random",
+    assignments: list[str] = (),
+    processed_dir: Path = config.PROCESSED_DIR,
+    artifacts_dir: Path = config.ARTIFACTS_DIR,
+) -> list[str]:
     """Bring every settings file up to date; `model` (with its `assignments`, possibly none) replaces that
     model's overrides. Returns one NOTE line per model that keeps overrides."""
     given = checked_overrides(model, split, list(assignments))
@@ -127,22 +132,37 @@ def write_all(models_dir: Path, model: str | None = None, split: str = "random",
         if overrides:
             shown = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()))
             where = "" if model_split == "random" else f" SPLIT={model_split}"
-            notes.append(f"NOTE: {name} ({model_split}) keeps the one-off options {shown}; "
-                         f"`make train MODEL={name}{where}` trains it at its defaults again")
+            notes.append(
+                f"NOTE: {name} ({model_split}) keeps the one-off options {shown}; "
+                f"`make train MODEL={name}{where}` trains it at its defaults again"
+            )
     return sorted(notes)
 
 
 def stage_settings(processed_dir: Path, models_dir: Path, artifacts_dir: Path) -> dict[Path, dict]:
     """The settings files of the stages that are not models, with what each stage reads from config.py."""
-    stages = {processed_dir / "preprocess.settings.json": {
-        "fields": config.FIELDS, "user_fields": config.USER_FIELDS, "movie_fields": config.MOVIE_FIELDS,
-        "context_fields": config.CONTEXT_FIELDS, "genre_placeholder": config.GENRE_PLACEHOLDER,
-        "like_threshold": config.LIKE_THRESHOLD, "test_size": config.TEST_SIZE, "split_seed": config.SPLIT_SEED}}
+    stages = {
+        processed_dir / "preprocess.settings.json": {
+            "fields": config.FIELDS,
+            "user_fields": config.USER_FIELDS,
+            "movie_fields": config.MOVIE_FIELDS,
+            "context_fields": config.CONTEXT_FIELDS,
+            "genre_placeholder": config.GENRE_PLACEHOLDER,
+            "like_threshold": config.LIKE_THRESHOLD,
+            "test_size": config.TEST_SIZE,
+            "split_seed": config.SPLIT_SEED,
+        }
+    }
     for split in config.SPLITS:
         stages[retrieval_settings_path(split, models_dir)] = {"ease_l2": config.EASE_L2}
     stages[artifacts_dir / "evaluate.settings.json"] = {
-        "top_n": config.TOP_N, "new_user_share": config.NEW_USER_SHARE, "new_user_given": config.NEW_USER_GIVEN,
-        "positive_rate_prior": config.POSITIVE_RATE_PRIOR, "product": config.PRODUCT_MODELS, "study": config.STUDY_MODELS}
+        "top_n": config.TOP_N,
+        "new_user_share": config.NEW_USER_SHARE,
+        "new_user_given": config.NEW_USER_GIVEN,
+        "positive_rate_prior": config.POSITIVE_RATE_PRIOR,
+        "product": config.PRODUCT_MODELS,
+        "study": config.STUDY_MODELS,
+    }
     return stages
 
 
@@ -152,6 +172,7 @@ def retrieval_settings_path(split: str, models_dir: Path) -> Path:
 
 def makefile_variables(models_dir: Path) -> str:
     """The model lists as Make variable assignments (the Makefile includes them; config.py is their source)."""
+
     def files(pairs, suffix=".keras"):
         return " ".join(str(config.model_path(name, split, models_dir).with_suffix(suffix)) for name, split in pairs)
 
@@ -165,8 +186,15 @@ def makefile_variables(models_dir: Path) -> str:
         "REFERENCE_MODEL_FILES": files((name, "random") for name in config.REFERENCE_MODELS),
         "FIELD_MODEL_FILES": files(pair for pair in every if not config.MODELS[pair[0]].candidates),
         "TWO_STAGE_MODEL_FILES": files(pair for pair in every if config.MODELS[pair[0]].candidates),
-        "SERVED_MODEL_FILES": files((config.model_name(architecture, mode), "random")
-                                    for mode in config.SERVED_MODES for architecture in config.ARCHITECTURES),
+        "SERVED_MODEL_FILES": files(
+            (config.model_name(architecture, mode), "random")
+            for mode in config.SERVED_MODES
+            for architecture in config.ARCHITECTURES
+        ),
+        "DEFAULT_MODEL_FILES": files((name, "random") for name in config.TWO_STAGE_MODELS),
+        "PRECOMPUTED": " ".join(
+            str(models_dir.parent / "precomputed" / f"{name}.parquet") for name in config.TWO_STAGE_MODELS
+        ),
         "MODEL_SETTINGS_FILES": files(every, ".settings.json"),
         "MODEL_NAMES": " ".join(config.MODELS),
     }
@@ -195,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             checked_overrides(args.model or None, args.split, args.assignments)
             return 0
-        notes = write_all(args.models_dir, args.model or None, args.split, args.assignments, args.processed_dir,
-                          args.artifacts_dir)
+        notes = write_all(
+            args.models_dir, args.model or None, args.split, args.assignments, args.processed_dir, args.artifacts_dir
+        )
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

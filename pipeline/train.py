@@ -5,6 +5,7 @@ the two-stage rankers are fitted by pipeline.ranker on retrieval candidates. Bot
 <name>.keras (reloadable with DeepCTR's custom objects) and <name>.history.json (settings, per-epoch
 losses, wall time, rows).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,14 +20,14 @@ import typer
 
 from pipeline import architecture, config, history, quiet_imports, sampling
 from pipeline.config import TrainConfig
-from pipeline.files import write_json
+from pipeline.files import record_timing, write_json
 from pipeline.preprocess import Processed, load_processed
 
 
 def lr_schedule(cfg: TrainConfig):
     """The Keras callback that sets epoch e's learning rate to cfg.learning_rate * cfg.lr_decay ** e."""
     tf = quiet_imports.tensorflow()
-    return tf.keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay ** epoch)
+    return tf.keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay**epoch)
 
 
 def epoch_progress(description: str, show: bool):
@@ -38,8 +39,14 @@ def epoch_progress(description: str, show: bool):
         bar = None
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.bar = tqdm(total=self.params.get("steps"), unit="batch", desc=f"{description} epoch {epoch + 1}",
-                            disable=not show, leave=True, file=sys.stderr)
+            self.bar = tqdm(
+                total=self.params.get("steps"),
+                unit="batch",
+                desc=f"{description} epoch {epoch + 1}",
+                disable=not show,
+                leave=True,
+                file=sys.stderr,
+            )
 
         def on_train_batch_end(self, batch, logs=None):
             self.bar.update(1)
@@ -56,23 +63,35 @@ def epoch_progress(description: str, show: bool):
 
 def row_history_inputs(rows: pd.DataFrame, ratings: pd.DataFrame, n_users: int, cfg: TrainConfig) -> dict:
     """The history fields cfg asks for, per row of `rows`, from the training `ratings` (own movie left out)."""
-    return {name: history.row_histories(rows, ratings, n_users, length, label)
-            for name, (length, label) in cfg.history_fields.items()}
+    return {
+        name: history.row_histories(rows, ratings, n_users, length, label)
+        for name, (length, label) in cfg.history_fields.items()
+    }
 
 
-def fit_arguments(rows: pd.DataFrame, cfg: TrainConfig, callbacks: list = (), ratings: pd.DataFrame | None = None,
-                  n_users: int = 0) -> dict:
+def fit_arguments(
+    rows: pd.DataFrame, cfg: TrainConfig, callbacks: list = (), ratings: pd.DataFrame | None = None, n_users: int = 0
+) -> dict:
     """What every model.fit of a 14-field model is given for `rows` under `cfg`: inputs (with the history
     fields, from the training `ratings`), labels, row weights, batch size and callbacks (train and tune
     both use it, so they cannot drift apart)."""
     histories = row_history_inputs(rows, ratings, n_users, cfg) if cfg.history_fields else None
-    return {"x": architecture.model_inputs(rows, cfg, histories), "y": rows["label"].to_numpy(dtype="float32"),
-            "sample_weight": sampling.row_weights(rows), "batch_size": cfg.batch_size,
-            "callbacks": [lr_schedule(cfg), *callbacks]}
+    return {
+        "x": architecture.model_inputs(rows, cfg, histories),
+        "y": rows["label"].to_numpy(dtype="float32"),
+        "sample_weight": sampling.row_weights(rows),
+        "batch_size": cfg.batch_size,
+        "callbacks": [lr_schedule(cfg), *callbacks],
+    }
 
 
-def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfig, progress: bool = False,
-                catalogue: pd.DataFrame | None = None):
+def train_model(
+    train: pd.DataFrame,
+    field_dims: dict[str, int],
+    cfg: TrainConfig,
+    progress: bool = False,
+    catalogue: pd.DataFrame | None = None,
+):
     """Fit on `train` (the last `validation_split` of its rows are held out, as Keras does).
 
     Returns the model and a history dict: settings, per-epoch loss and val_loss, wall time, rows.
@@ -90,14 +109,25 @@ def train_model(train: pd.DataFrame, field_dims: dict[str, int], cfg: TrainConfi
         losses = {"loss": [], "val_loss": []}
         for epoch in range(cfg.epochs):
             rows = sampling.epoch_rows(train, cfg, catalogue, epoch)
-            fitted = model.fit(**fit_arguments(rows, cfg, bar, train, n_users), epochs=epoch + 1, initial_epoch=epoch,
-                               validation_split=cfg.validation_split, shuffle=True, verbose=0)
+            fitted = model.fit(
+                **fit_arguments(rows, cfg, bar, train, n_users),
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                validation_split=cfg.validation_split,
+                shuffle=True,
+                verbose=0,
+            )
             for key in losses:
                 losses[key] += fitted.history.get(key, [float("nan")])
     else:
         rows = sampling.training_rows(train, cfg, catalogue)
-        losses = model.fit(**fit_arguments(rows, cfg, bar, train, n_users), epochs=cfg.epochs,
-                           validation_split=cfg.validation_split, shuffle=True, verbose=0).history
+        losses = model.fit(
+            **fit_arguments(rows, cfg, bar, train, n_users),
+            epochs=cfg.epochs,
+            validation_split=cfg.validation_split,
+            shuffle=True,
+            verbose=0,
+        ).history
     return model, training_history(cfg, losses, time.perf_counter() - started, len(rows))
 
 
@@ -106,8 +136,10 @@ def training_history(cfg: TrainConfig, losses: dict, seconds: float, rows: int) 
     val_losses = losses.get("val_loss", [float("nan")] * len(losses["loss"]))
     return {
         "config": dataclasses.asdict(cfg),
-        "epochs": [{"epoch": i + 1, "loss": float(loss), "val_loss": float(val)}
-                   for i, (loss, val) in enumerate(zip(losses["loss"], val_losses))],
+        "epochs": [
+            {"epoch": i + 1, "loss": float(loss), "val_loss": float(val)}
+            for i, (loss, val) in enumerate(zip(losses["loss"], val_losses))
+        ],
         "train_seconds": round(seconds, 1),
         "train_rows": rows,
     }
@@ -150,26 +182,30 @@ def overrides_from_options(**options) -> dict:
     return {key: value.value if isinstance(value, Enum) else value for key, value in values.items()}
 
 
-def train_and_save(name: str, cfg: TrainConfig, data: Processed, split: str, models_dir: Path,
-                   progress: bool) -> dict:
+def train_and_save(name: str, cfg: TrainConfig, data: Processed, split: str, models_dir: Path, progress: bool) -> dict:
     """Train model `name` with `cfg` on `data`'s training rows (split `split`) and save it; returns its history."""
     if cfg.candidates:
         from pipeline import ranker
 
         fitted, history = ranker.train_ranker(data, cfg, progress=progress)
     else:
-        fitted, history = train_model(data.train, data.encoders.dims(), cfg, progress=progress,
-                                      catalogue=data.movies)
+        fitted, history = train_model(data.train, data.encoders.dims(), cfg, progress=progress, catalogue=data.movies)
     history["split"] = split
     save_model(fitted, history, name, split, models_dir)
+    record_timing(
+        models_dir.parent, f"train {name}" + ("" if split == "random" else f" ({split})"), history["train_seconds"]
+    )
     return history
 
 
 def train_command(
     model: config.Model = typer.Option(..., help="The model to train (config.MODELS)."),
     split: config.Split = typer.Option(config.Split.random, help="The split whose training rows to fit."),
-    settings: Path = typer.Option(None, help="A settings file written by `python3 -m pipeline.settings` "
-                                             "(what the Makefile passes); options below override it."),
+    settings: Path = typer.Option(
+        None,
+        help="A settings file written by `python3 -m pipeline.settings` "
+        "(what the Makefile passes); options below override it.",
+    ),
     epochs: int = typer.Option(None, min=1),
     lr: float = typer.Option(None, "--lr", min=0.0, help="Adam learning rate."),
     batch_size: int = typer.Option(None, min=1),
@@ -182,29 +218,45 @@ def train_command(
     negatives: int = typer.Option(None, min=0, help="Sampled unrated movies per rating (0: rated rows only)."),
     negative_sampler: config.NegativeSampler = typer.Option(None),
     negatives_per: config.NegativesPer = typer.Option(None, help="Negatives per rating, or the same count per user."),
-    fresh_negatives: bool = typer.Option(None, "--fresh-negatives/--fixed-negatives",
-                                         help="Draw new negatives every epoch, or once."),
+    fresh_negatives: bool = typer.Option(
+        None, "--fresh-negatives/--fixed-negatives", help="Draw new negatives every epoch, or once."
+    ),
     seed: int = typer.Option(None, help="Random seed of the weights and of the sampled negatives."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
     """Train one model (its settings from config.MODELS, or --settings) and save it with its loss history."""
     overrides = overrides_from_options(
-        epochs=epochs, lr=lr, batch_size=batch_size, embedding_dim=embedding_dim, att_layer_num=att_layer_num,
-        att_head_num=att_head_num, dnn_hidden_units=dnn_hidden_units, dnn_dropout=dnn_dropout,
-        validation_split=validation_split, negatives=negatives, negative_sampler=negative_sampler,
-        negatives_per=negatives_per, fresh_negatives=fresh_negatives, seed=seed)
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        embedding_dim=embedding_dim,
+        att_layer_num=att_layer_num,
+        att_head_num=att_head_num,
+        dnn_hidden_units=dnn_hidden_units,
+        dnn_dropout=dnn_dropout,
+        validation_split=validation_split,
+        negatives=negatives,
+        negative_sampler=negative_sampler,
+        negatives_per=negatives_per,
+        fresh_negatives=fresh_negatives,
+        seed=seed,
+    )
     name = model.value
-    cfg = (config.train_config(json.loads(settings.read_text())["config"]) if settings
-           else config.model_settings(name, split.value))
+    cfg = (
+        config.train_config(json.loads(settings.read_text())["config"])
+        if settings
+        else config.model_settings(name, split.value)
+    )
     cfg = dataclasses.replace(cfg, **overrides)
     try:
         data = load_processed(processed_dir).split(split.value)
     except FileNotFoundError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     typer.echo(f"training {name} on the {split.value} split's {len(data.train):,} ratings")
     history = train_and_save(name, cfg, data, split.value, models_dir, progress=sys.stderr.isatty())
     typer.echo(epoch_table(history))
-    typer.echo(f"{name}: trained in {history['train_seconds']} s; saved "
-               f"{config.model_path(name, split.value, models_dir)}")
+    typer.echo(
+        f"{name}: trained in {history['train_seconds']} s; saved {config.model_path(name, split.value, models_dir)}"
+    )

@@ -6,12 +6,14 @@ where its retrieval stage is fitted on the carve's training rows), so the number
 without retraining. Output: artifacts/tuning.json, per validation carve its size, the baselines'
 scores and one record per candidate × epoch.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import fcntl
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +66,17 @@ def carve_validation(data: Processed, users_sample: int, seed: int = 0, carve: s
 
 
 def record_of(cfg: TrainConfig, epoch: int, seconds: float, result: dict) -> dict:
-    return {"config": dataclasses.asdict(cfg), "epoch": epoch + 1, "train_seconds": round(seconds, 1),
-            **{f"{protocol}/{name}": value for protocol, metrics in result.items()
-               for name, value in metrics.items() if name != "users"}}
+    return {
+        "config": dataclasses.asdict(cfg),
+        "epoch": epoch + 1,
+        "train_seconds": round(seconds, 1),
+        **{
+            f"{protocol}/{name}": value
+            for protocol, metrics in result.items()
+            for name, value in metrics.items()
+            if name != "users"
+        },
+    }
 
 
 def run_two_stage_candidate(cfg: TrainConfig, tuning: Processed, progress=print) -> list[dict]:
@@ -102,8 +112,12 @@ def run_candidate(cfg: TrainConfig, tuning: Processed, field_dims: dict[str, int
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
         if epoch == 0 or cfg.fresh_negatives:
-            arguments = fit_arguments(epoch_rows(tuning.train, cfg, tuning.movies, epoch), cfg,
-                                      ratings=tuning.train, n_users=field_dims["user_id"])
+            arguments = fit_arguments(
+                epoch_rows(tuning.train, cfg, tuning.movies, epoch),
+                cfg,
+                ratings=tuning.train,
+                n_users=field_dims["user_id"],
+            )
         model.fit(**arguments, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
         seconds += time.perf_counter() - started
         result, _, _ = evaluate.evaluate_scorer(ModelScorer(model, cfg), tuning, users)
@@ -116,10 +130,12 @@ def summary_line(record: dict) -> str:
     def value(key: str) -> str:
         return "–" if record.get(key) is None else f"{record[key]:.4f}"
 
-    return (f"{describe(record['config'])}; epoch {record['epoch']} | "
-            f"reference ndcg {value('reference_protocol/ndcg@10')} auc {value('rated/auc')} | full recall "
-            f"{value('full_catalog/recall@10')} ndcg {value('full_catalog/ndcg@10')} hr {value('full_catalog/hr@10')} "
-            f"| {record['train_seconds']} s")
+    return (
+        f"{describe(record['config'])}; epoch {record['epoch']} | "
+        f"reference ndcg {value('reference_protocol/ndcg@10')} auc {value('rated/auc')} | full recall "
+        f"{value('full_catalog/recall@10')} ndcg {value('full_catalog/ndcg@10')} hr {value('full_catalog/hr@10')} "
+        f"| {record['train_seconds']} s"
+    )
 
 
 def baseline_records(tuning: Processed) -> list[dict]:
@@ -127,8 +143,17 @@ def baseline_records(tuning: Processed) -> list[dict]:
     records = []
     for name in ("most_popular", "positive_rate", "ease"):
         result, _, _ = evaluate.evaluate_scorer(evaluate.baseline_score_fn(name, tuning.train), tuning, users)
-        records.append({"baseline": name, **{f"{protocol}/{metric}": value for protocol, metrics in result.items()
-                                             for metric, value in metrics.items() if metric != "users"}})
+        records.append(
+            {
+                "baseline": name,
+                **{
+                    f"{protocol}/{metric}": value
+                    for protocol, metrics in result.items()
+                    for metric, value in metrics.items()
+                    if metric != "users"
+                },
+            }
+        )
     return records
 
 
@@ -161,11 +186,11 @@ def search_space() -> list[Candidate]:
         Candidate("random", dataclasses.replace(reference_task, l2_reg_embedding=1e-4, epochs=10)),
         Candidate("temporal", dataclasses.replace(sampled, dnn_hidden_units=(128, 64), dnn_dropout=0.2)),
         Candidate("temporal", dataclasses.replace(sampled, ema_momentum=0.999)),
-        Candidate("random", dataclasses.replace(reference_task, dnn_hidden_units=(128, 64), l2_reg_embedding=1e-4,
-                                                epochs=10)),
+        Candidate(
+            "random", dataclasses.replace(reference_task, dnn_hidden_units=(128, 64), l2_reg_embedding=1e-4, epochs=10)
+        ),
         Candidate("random", dataclasses.replace(reference_task, dnn_hidden_units=(256, 128))),
-        Candidate("random", dataclasses.replace(base["autoint"], learning_rate=1e-3, l2_reg_embedding=1e-4,
-                                                epochs=10)),
+        Candidate("random", dataclasses.replace(base["autoint"], learning_rate=1e-3, l2_reg_embedding=1e-4, epochs=10)),
         Candidate("temporal", dataclasses.replace(sampled, recency_weight=2.0)),
         Candidate("random", dataclasses.replace(base["autoint"], learning_rate=1e-3, embedding_dim=32, epochs=8)),
         Candidate("random", dataclasses.replace(reference_task, dnn_hidden_units=(512, 256))),
@@ -179,17 +204,26 @@ def search_space() -> list[Candidate]:
         Candidate("random", two_stage_mlp, users=0),
         Candidate("random", two_stage_autoint, users=0),
         Candidate("random", dataclasses.replace(two_stage_mlp, anonymous_share=0.0), users=0),
-        Candidate("random", dataclasses.replace(two_stage_autoint, score_buckets=not two_stage_autoint.score_buckets),
-                  users=0),
+        Candidate(
+            "random", dataclasses.replace(two_stage_autoint, score_buckets=not two_stage_autoint.score_buckets), users=0
+        ),
         Candidate("temporal", two_stage_mlp, users=0),
         Candidate("temporal", dataclasses.replace(two_stage_mlp, **config.TEMPORAL_TWO_STAGE), users=0),
+        Candidate("random", dataclasses.replace(two_stage_mlp, recent_liked=0), users=0),
+        Candidate("temporal", dataclasses.replace(two_stage_mlp, recent_liked=0, **config.TEMPORAL_TWO_STAGE), users=0),
     ]
 
 
 def empty_results(tuning: Processed, baselines: list[dict]) -> dict:
-    return {"validation": {"fit_rows": len(tuning.train), "validation_rows": len(tuning.test),
-                           "users": int(tuning.test["user_id"].nunique())},
-            "baselines": baselines, "candidates": []}
+    return {
+        "validation": {
+            "fit_rows": len(tuning.train),
+            "validation_rows": len(tuning.test),
+            "users": int(tuning.test["user_id"].nunique()),
+        },
+        "baselines": baselines,
+        "candidates": [],
+    }
 
 
 def config_key(cfg: dict) -> str:
@@ -201,14 +235,14 @@ def config_key(cfg: dict) -> str:
 def keep_current(results: dict, candidates: list[Candidate]) -> dict:
     """Drop the records of candidates no longer in the search space (so the report shows only those)."""
     current = {(c.part, config_key(dataclasses.asdict(c.cfg))) for c in candidates}
-    kept = {carve: {**part, "candidates": [r for r in part["candidates"]
-                                           if (carve, config_key(r["config"])) in current]}
-            for carve, part in results.items()}
+    kept = {
+        carve: {**part, "candidates": [r for r in part["candidates"] if (carve, config_key(r["config"])) in current]}
+        for carve, part in results.items()
+    }
     return {carve: part for carve, part in kept.items() if part["candidates"]}
 
 
-def save_candidate(out: Path, candidate: Candidate, header: dict, records: list[dict],
-                   space: list[Candidate]) -> None:
+def save_candidate(out: Path, candidate: Candidate, header: dict, records: list[dict], space: list[Candidate]) -> None:
     """Merge one candidate's records into `out`, replacing an earlier run of the same candidate.
 
     Read, merge and write under a lock, so that candidates run side by side (`--only`) all land.
@@ -223,9 +257,16 @@ def save_candidate(out: Path, candidate: Candidate, header: dict, records: list[
         write_json(out, results)
 
 
+def echo_prefixed(prefix: str, line: str) -> None:
+    typer.echo(f"{prefix} {line}")
+
+
 def tune_command(
-    only: list[int] = typer.Option(None, help="Run only these candidates (indices into the search space) and "
-                                              "merge their records into an existing tuning.json."),
+    only: list[int] = typer.Option(
+        None,
+        help="Run only these candidates (indices into the search space) and "
+        "merge their records into an existing tuning.json.",
+    ),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     out: Path = typer.Option(config.ARTIFACTS_DIR / "tuning.json"),
 ) -> None:
@@ -234,7 +275,7 @@ def tune_command(
         data = load_processed(processed_dir)
     except FileNotFoundError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     space = search_space()
     if only and not all(0 <= index < len(space) for index in only):
         typer.echo(f"error: --only takes indices 0-{len(space) - 1}", err=True)
@@ -248,11 +289,17 @@ def tune_command(
             tuning = carve_validation(data, candidate.users, carve=candidate.carve)
             carved[candidate.part] = tuning, empty_results(tuning, baseline_records(tuning))
             for record in carved[candidate.part][1]["baselines"]:
-                typer.echo(f"{candidate.part} {record['baseline']}: full recall "
-                           f"{record['full_catalog/recall@10']:.4f} ndcg {record['full_catalog/ndcg@10']:.4f}"
-                           f" | reference ndcg {record['reference_protocol/ndcg@10']:.4f} auc {record['rated/auc']:.4f}")
+                typer.echo(
+                    f"{candidate.part} {record['baseline']}: full recall "
+                    f"{record['full_catalog/recall@10']:.4f} ndcg {record['full_catalog/ndcg@10']:.4f}"
+                    f" | reference ndcg {record['reference_protocol/ndcg@10']:.4f} auc {record['rated/auc']:.4f}"
+                )
         tuning, header = carved[candidate.part]
-        records = run_candidate(candidate.cfg, tuning, data.encoders.dims(),
-                                progress=lambda line: typer.echo(f"{index} {candidate.part} {line}"))
+        records = run_candidate(
+            candidate.cfg,
+            tuning,
+            data.encoders.dims(),
+            progress=partial(echo_prefixed, f"{index} {candidate.part}"),
+        )
         save_candidate(out, candidate, header, records, space)
     typer.echo(f"wrote {out}")

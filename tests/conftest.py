@@ -3,6 +3,7 @@
 Every default path of pipeline.config points into a temporary root for the whole session (set before
 any pipeline module is imported), so no test writes into the repository's own data/ or artifacts/.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Small generated data in MovieLens 1M's own file format, so tests never need the real files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +7,24 @@ from pathlib import Path
 import numpy as np
 
 GENRES = (
-    "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-    "War", "Western",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 AGES = (1, 18, 25, 35, 45, 50, 56)
 

@@ -1,4 +1,5 @@
 """The web page's logic through Streamlit's own testing API, on the small generated run."""
+
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,9 @@ def test_user_input_shows_profile_history_and_the_cores_n_rows(page, rec):
     page.selectbox[0].set_value("autoint")
     page.run()
     assert not page.exception and not page.error
-    assert [metric.value for metric in page.metric] == [recommend.profile(rec, 5)[key]
-                                                        for key in ("gender", "age", "occupation", "zip")]
+    assert [metric.value for metric in page.metric] == [
+        recommend.profile(rec, 5)[key] for key in ("gender", "age", "occupation", "zip")
+    ]
     assert len(page.table) == 1
     shown = page.table[0].value
     expected = recommend.recommend(rec, 5, "autoint", n=7)

@@ -1,4 +1,5 @@
 """autoint_grid computes what DeepCTR's AutoInt computes: same scores, same rankings, any depth."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,9 +9,9 @@ import pandas as pd
 import pytest
 
 from pipeline import autoint_grid, config
+from pipeline.architecture import build_model
 from pipeline.bench import plain_predict
 from pipeline.scoring import ModelScorer, top_n
-from pipeline.architecture import build_model
 
 DIMS = dict(zip(config.FIELDS, (50, 40, 10, 30, 4, 12, 1, 18, 18, 16, 2, 7, 21, 45)))
 
@@ -27,8 +28,10 @@ def random_model(name: str, **changes):
 def grid_inputs(n_users: int = 9, seed: int = 3):
     rng = np.random.default_rng(seed)
     side = {f: rng.integers(0, DIMS[f], n_users) for f in autoint_grid.SIDE_FIELDS}
-    movies = {f: (np.arange(DIMS[f]) if f == "movie_id" else rng.integers(0, DIMS[f], DIMS["movie_id"]))
-              for f in autoint_grid.MOVIE_FIELDS}
+    movies = {
+        f: (np.arange(DIMS[f]) if f == "movie_id" else rng.integers(0, DIMS[f], DIMS["movie_id"]))
+        for f in autoint_grid.MOVIE_FIELDS
+    }
     return side, movies
 
 
@@ -39,13 +42,16 @@ def keras_grid(model, side, movies) -> np.ndarray:
     return plain_predict(model, batch_size=4096)(inputs).reshape(n_users, n_movies)
 
 
-@pytest.mark.parametrize("name, changes", [
-    ("autoint", {}),
-    ("autoint_mlp", {}),
-    ("autoint", {"att_layer_num": 1}),
-    ("autoint_mlp", {"att_layer_num": 4, "dnn_hidden_units": (8, 64, 16)}),
-    ("autoint", {"att_layer_num": 0, "dnn_hidden_units": (16,)}),
-])
+@pytest.mark.parametrize(
+    "name, changes",
+    [
+        ("autoint", {}),
+        ("autoint_mlp", {}),
+        ("autoint", {"att_layer_num": 1}),
+        ("autoint_mlp", {"att_layer_num": 4, "dnn_hidden_units": (8, 64, 16)}),
+        ("autoint", {"att_layer_num": 0, "dnn_hidden_units": (16,)}),
+    ],
+)
 def test_grid_scores_and_ranks_like_the_keras_model(name, changes):
     model = random_model(name, **changes)
     side, movies = grid_inputs()
@@ -63,7 +69,7 @@ def test_one_side_row_scores_the_same_alone_or_among_others():
     side, movies = grid_inputs()
     together = grid(side, movies)
     for row in (0, 4, 8):
-        alone = grid({f: v[row:row + 1] for f, v in side.items()}, movies)
+        alone = grid({f: v[row : row + 1] for f, v in side.items()}, movies)
         np.testing.assert_array_equal(alone[0], together[row])
 
 

@@ -1,4 +1,5 @@
 """Baselines on a tiny training frame, checked against counts and rates computed by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,11 +10,13 @@ from pipeline import baselines, config
 from pipeline.metrics import rated_metrics
 
 # movie 1: 2 of 3 positive; movie 2: 0 of 2; movie 3: 3 of 5. Global rate g = 5/10.
-TRAIN = pd.DataFrame({
-    "user_id": [1, 2, 3, 1, 2, 1, 2, 3, 4, 5],
-    "movie_id": [1, 1, 1, 2, 2, 3, 3, 3, 3, 3],
-    "label": [1, 1, 0, 0, 0, 1, 0, 0, 1, 1],
-})
+TRAIN = pd.DataFrame(
+    {
+        "user_id": [1, 2, 3, 1, 2, 1, 2, 3, 4, 5],
+        "movie_id": [1, 1, 1, 2, 2, 3, 3, 3, 3, 3],
+        "label": [1, 1, 0, 0, 0, 1, 0, 0, 1, 1],
+    }
+)
 
 
 def test_popularity_counts_positive_ratings_including_zero():
@@ -77,11 +80,13 @@ def test_popularity_counts_go_through_the_metrics_without_a_logloss():
 
 
 # Movies 0 and 1 are always liked together; movie 2 is liked alone; movie 3 is rated but never liked.
-CO_LIKED = pd.DataFrame({
-    "user_id": [0, 0, 1, 1, 2, 2, 3, 4, 5, 5],
-    "movie_id": [0, 1, 0, 1, 0, 1, 2, 2, 3, 0],
-    "label": [1, 1, 1, 1, 1, 1, 1, 1, 0, 1],
-})
+CO_LIKED = pd.DataFrame(
+    {
+        "user_id": [0, 0, 1, 1, 2, 2, 3, 4, 5, 5],
+        "movie_id": [0, 1, 0, 1, 0, 1, 2, 2, 3, 0],
+        "label": [1, 1, 1, 1, 1, 1, 1, 1, 0, 1],
+    }
+)
 
 
 def test_ease_scorer_ranks_the_co_liked_movie_first_and_scores_unknown_codes_zero():

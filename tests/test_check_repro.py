@@ -1,4 +1,5 @@
 """The reproduction check: tolerance, missing pieces, and the command's table and exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from pipeline.check_repro import check, check_repro_command
-from pipeline.config import REPRO_TOLERANCE, REFERENCE_TABLE
+from pipeline.config import REFERENCE_TABLE, REPRO_TOLERANCE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +69,10 @@ def test_one_metric_off_names_that_metric():
 
 def test_tolerance_and_table_are_parameters():
     assert check(results(0.004), tolerance=0.001) != []
-    assert check({"models": {"x": {"reference_protocol": {"ndcg@10": 0.5}}}}, reference_table={"x": {"ndcg@10": 0.5}}) == []
+    assert (
+        check({"models": {"x": {"reference_protocol": {"ndcg@10": 0.5}}}}, reference_table={"x": {"ndcg@10": 0.5}})
+        == []
+    )
 
 
 def test_missing_model_is_reported_once():
@@ -125,7 +129,12 @@ def test_command_unreadable_file_exits_2_with_one_line(run, payload, message):
 def test_runs_as_a_module(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(results(-0.002)))
-    done = subprocess.run([sys.executable, "-m", "pipeline.check_repro", "--metrics", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.check_repro", "--metrics", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "autoint_mlp" in done.stdout

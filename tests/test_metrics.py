@@ -1,4 +1,5 @@
 """Ranking and classification metrics against values computed by hand."""
+
 from __future__ import annotations
 
 import math
@@ -23,6 +24,7 @@ def idcg(n: int) -> float:
 
 
 # --- reference protocol ---------------------------------------------------------------------------------
+
 
 def test_reference_protocol_uncapped_idcg_recall_hit_rate_and_users_without_positives_excluded():
     rows = frame(
@@ -115,11 +117,13 @@ def reference(rows: pd.DataFrame, k: int, capped: bool) -> tuple[float, float]:
 def test_reference_protocol_and_rated_ndcg_match_a_per_user_reference_on_random_data():
     rng = np.random.default_rng(3)
     n = 3000
-    rows = pd.DataFrame({
-        "user_id": rng.integers(1, 120, n),
-        "label": (rng.random(n) < 0.55).astype(int),
-        "score": rng.integers(0, 8, n) / 8,  # coarse scores: many ties
-    })
+    rows = pd.DataFrame(
+        {
+            "user_id": rng.integers(1, 120, n),
+            "label": (rng.random(n) < 0.55).astype(int),
+            "score": rng.integers(0, 8, n) / 8,  # coarse scores: many ties
+        }
+    )
     ndcg, recall = reference(rows, 10, capped=False)
     result = reference_protocol(rows)
     assert result["ndcg@10"] == pytest.approx(ndcg)
@@ -128,6 +132,7 @@ def test_reference_protocol_and_rated_ndcg_match_a_per_user_reference_on_random_
 
 
 # --- rated metrics ---------------------------------------------------------------------------------
+
 
 def test_rated_ndcg_caps_idcg_at_k():
     rows = frame((1, [(1, 0.9), (0, 0.8), (1, 0.7), (1, 0.6), (0, 0.5)]))
@@ -166,17 +171,29 @@ def test_rated_auc_is_none_with_a_single_class():
 
 # --- full catalogue --------------------------------------------------------------------------------
 
+
 def test_full_catalog_metrics_by_hand():
     top = pd.DataFrame(
-        [(1, 1, 10), (1, 2, 20), (1, 3, 30), (1, 4, 40),  # rank 4 is past k = 3
-         (2, 1, 10), (2, 2, 20), (2, 3, 30),
-         (4, 1, 10)],  # user 4 has nothing relevant: ignored
+        [
+            (1, 1, 10),
+            (1, 2, 20),
+            (1, 3, 30),
+            (1, 4, 40),  # rank 4 is past k = 3
+            (2, 1, 10),
+            (2, 2, 20),
+            (2, 3, 30),
+            (4, 1, 10),
+        ],  # user 4 has nothing relevant: ignored
         columns=["user_id", "rank", "movie_id"],
     )
     relevant = pd.DataFrame(
-        [(1, 20), (1, 40), (1, 20),  # a duplicate counts once
-         (2, 50),
-         (3, 10)],  # user 3 is absent from top: zero hits
+        [
+            (1, 20),
+            (1, 40),
+            (1, 20),  # a duplicate counts once
+            (2, 50),
+            (3, 10),
+        ],  # user 3 is absent from top: zero hits
         columns=["user_id", "movie_id"],
     )
     result = full_catalog_metrics(top, relevant, k=3)

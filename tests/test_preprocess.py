@@ -20,8 +20,9 @@ def processed(raw):
 
 
 def test_read_raw_keeps_titles_with_colons_and_latin1(tmp_path):
-    (tmp_path / "movies.dat").write_bytes("7::Star Wars: Episode IV - A New Hope (1977)::Action|Sci-Fi\n"
-                                          "8::Amélie (2001)::Comedy\n".encode("latin-1"))
+    (tmp_path / "movies.dat").write_bytes(
+        "7::Star Wars: Episode IV - A New Hope (1977)::Action|Sci-Fi\n8::Amélie (2001)::Comedy\n".encode("latin-1")
+    )
     movies = preprocess.read_movies(tmp_path / "movies.dat")
     assert movies["title"].tolist() == ["Star Wars: Episode IV - A New Hope (1977)", "Amélie (2001)"]
 
@@ -38,7 +39,11 @@ def test_features_follow_the_seed_schema(raw):
     genres = movie["genres"].split("|") + [config.GENRE_PLACEHOLDER] * 3
     assert [row["genre1"], row["genre2"], row["genre3"]] == genres[:3]
     when = pd.Timestamp(ratings["timestamp"].iloc[0], unit="s", tz="UTC")
-    assert (row["rating_year"], row["rating_month"], row["rating_decade"]) == (when.year, when.month, when.year // 10 * 10)
+    assert (row["rating_year"], row["rating_month"], row["rating_decade"]) == (
+        when.year,
+        when.month,
+        when.year // 10 * 10,
+    )
 
 
 def test_label_is_rating_four_or_more_and_three_is_negative(raw):
@@ -116,9 +121,13 @@ def test_command_without_raw_files_is_one_clear_error(tmp_path):
 
 
 def test_temporal_split_holds_out_each_users_latest_fifth_and_at_least_one():
-    frame = pd.DataFrame({"user_id": [1] * 10 + [2] * 3 + [3],
-                          "timestamp": [5, 1, 9, 3, 7, 2, 8, 4, 6, 10] + [30, 10, 20] + [1],
-                          "movie_id": range(14)})
+    frame = pd.DataFrame(
+        {
+            "user_id": [1] * 10 + [2] * 3 + [3],
+            "timestamp": [5, 1, 9, 3, 7, 2, 8, 4, 6, 10] + [30, 10, 20] + [1],
+            "movie_id": range(14),
+        }
+    )
     train, test = preprocess.split_temporal(frame)
     assert sorted(test.loc[test["user_id"] == 1, "timestamp"]) == [9, 10]  # floor(10 × 0.2) = 2 latest
     assert list(test.loc[test["user_id"] == 2, "timestamp"]) == [30]  # floor(0.6) → at least one

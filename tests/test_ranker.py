@@ -1,4 +1,5 @@
 """The two-stage ranker's inputs and training lists: leakage guards, history, retrieval signal, new people."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,10 @@ def test_training_lists_come_from_retrieval_models_that_never_saw_their_labels(d
     train_pairs = set(zip(data.train["user_id"], data.train["movie_id"]))
     test_pairs = set(zip(data.test["user_id"], data.test["movie_id"]))
     assert len(fitted_on) == cfg.folds
-    per_fold = np.array_split(np.arange(len(lists)), np.cumsum(
-        [len(np.unique(data.train["user_id"][fold != f])) for f in range(cfg.folds)])[:-1])
+    per_fold = np.array_split(
+        np.arange(len(lists)),
+        np.cumsum([len(np.unique(data.train["user_id"][fold != f])) for f in range(cfg.folds)])[:-1],
+    )
     for held_out, rows in enumerate(per_fold):
         labelled = data.train[fold == held_out]
         labelled_pairs = set(zip(labelled["user_id"], labelled["movie_id"]))
@@ -55,7 +58,9 @@ def test_training_lists_come_from_retrieval_models_that_never_saw_their_labels(d
         assert fitted_on[held_out] | labelled_pairs == train_pairs  # and only training rows were used
         assert not fitted_on[held_out] & test_pairs
         part = lists.take(rows)
-        liked = set(zip(labelled.loc[labelled["label"] == 1, "user_id"], labelled.loc[labelled["label"] == 1, "movie_id"]))
+        liked = set(
+            zip(labelled.loc[labelled["label"] == 1, "user_id"], labelled.loc[labelled["label"] == 1, "movie_id"])
+        )
         for owner, movies, labels, history in zip(part.owner, part.movies, part.labels, part.history):
             assert {(owner, m) for m, y in zip(movies, labels) if y} <= liked
             assert {(owner, m) for m, y in zip(movies, labels) if not y}.isdisjoint(liked)
@@ -90,20 +95,31 @@ def test_the_signals_retrieval_cannot_see_come_from_the_disliked_and_all_rated_m
     lists = ranker.user_lists(fitted, data.train, data.users, cfg)
     owner, candidates = lists.owner[0], lists.movies[0]
     mine = data.train[data.train["user_id"] == owner]
-    liked, disliked = mine.loc[mine["label"] == 1, "movie_id"].to_numpy(), mine.loc[mine["label"] == 0, "movie_id"].to_numpy()
+    liked, disliked = (
+        mine.loc[mine["label"] == 1, "movie_id"].to_numpy(),
+        mine.loc[mine["label"] == 0, "movie_id"].to_numpy(),
+    )
     np.testing.assert_allclose(lists.scores[0], fitted.weights[liked].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(lists.disliked[0], fitted.weights[disliked].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        lists.disliked[0], fitted.weights[disliked].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6
+    )
     everything = mine["movie_id"].to_numpy()
-    np.testing.assert_allclose(lists.rated[0], fitted.rated_weights[everything].sum(axis=0)[candidates],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        lists.rated[0], fitted.rated_weights[everything].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6
+    )
     assert not np.allclose(fitted.rated_weights, fitted.weights)  # a model of its own
+    latest = (
+        mine[mine["label"] == 1].sort_values("timestamp", kind="stable")["movie_id"].to_numpy()[-cfg.recent_liked :]
+    )
+    np.testing.assert_allclose(lists.recent[0], fitted.weights[latest].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6)
 
 
 def test_anonymized_lists_hide_who_the_user_is_and_some_look_like_new_people(data, cfg):
     fitted = retrieval.fit(data.train, len(data.users), len(data.movies))
     lists = ranker.user_lists(fitted, data.train, data.users, cfg)
-    out = ranker.anonymized(lists, dataclasses.replace(cfg, anonymous_share=0.6, newcomer_share=0.5),
-                            np.random.default_rng(0))
+    out = ranker.anonymized(
+        lists, dataclasses.replace(cfg, anonymous_share=0.6, newcomer_share=0.5), np.random.default_rng(0)
+    )
     anonymous = out.profile[:, 0] == 0
     assert 0.45 < anonymous.mean() < 0.75 and (lists.profile[:, 0] > 0).all()
     assert (out.profile[anonymous, config.USER_FIELDS.index("zip")] == 0).all()
@@ -127,8 +143,14 @@ def test_a_new_persons_list_excludes_their_movies_and_holds_them_as_history(data
     np.testing.assert_array_equal(lists.history[0], [0, 0, 0, 5, 10, 3])  # oldest first, right-aligned
     np.testing.assert_array_equal(lists.history[1], np.arange(14, 20) + 1)  # the latest six
     assert (lists.disliked == 0).all() and (lists.rated_from_disliked == 0).all() and (lists.owner == -1).all()
-    np.testing.assert_allclose(lists.rated[0], fitted.rated_weights[[4, 9, 2]].sum(axis=0)[lists.movies[0]], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        lists.rated[0], fitted.rated_weights[[4, 9, 2]].sum(axis=0)[lists.movies[0]], rtol=1e-5, atol=1e-6
+    )
+    # The recent score reads only the latest recent_liked of the second person's 20 movies.
+    latest = np.arange(20 - cfg.recent_liked, 20)
+    np.testing.assert_allclose(
+        lists.recent[1], fitted.weights[latest].sum(axis=0)[lists.movies[1]], rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("score_buckets", [False, True])
@@ -173,10 +195,17 @@ def test_scores_are_bucketed_by_half_standard_deviations():
 
 
 def test_ranked_orders_by_score_and_keeps_retrieval_order_on_ties():
-    lists = ranker.CandidateLists(owner=np.array([0]), profile=np.zeros((1, 5)), context=np.zeros((1, 3)),
-                                  history=np.zeros((1, 0)), movies=np.array([[7, 3, 9, 1]]), scores=np.zeros((1, 4)),
-                                  disliked=np.zeros((1, 4)), rated_from_liked=np.zeros((1, 4)),
-                                  rated_from_disliked=np.zeros((1, 4)))
+    lists = ranker.CandidateLists(
+        owner=np.array([0]),
+        profile=np.zeros((1, 5)),
+        context=np.zeros((1, 3)),
+        history=np.zeros((1, 0)),
+        movies=np.array([[7, 3, 9, 1]]),
+        scores=np.zeros((1, 4)),
+        disliked=np.zeros((1, 4)),
+        rated_from_liked=np.zeros((1, 4)),
+        rated_from_disliked=np.zeros((1, 4)),
+    )
     movies, scores = ranker.ranked(lists, np.array([[0.1, 0.5, 0.5, 0.2]]), 3)
     np.testing.assert_array_equal(movies, [[3, 9, 1]])
     np.testing.assert_allclose(scores, [[0.5, 0.5, 0.2]])
@@ -187,7 +216,14 @@ def test_history_shares_movie_ids_embedding_and_codes_start_at_one(data, cfg):
 
     model = architecture.build_model(data.encoders.dims(), cfg)
     assert [tensor.name.split(":")[0] for tensor in model.inputs] == [
-        *config.FIELDS, "history", "retrieval_rank", "retrieval_score", "disliked_score", "rated_score"]
+        *config.FIELDS,
+        "history",
+        "retrieval_rank",
+        "retrieval_score",
+        "disliked_score",
+        "rated_score",
+        "recent_score",
+    ]
     names = [layer.name for layer in model.layers]
     # One table serves both movie_id and history; DeepCTR names it after the varlen field and masks index 0.
     assert "sparse_emb_movie_id" not in names

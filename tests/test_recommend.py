@@ -1,5 +1,6 @@
 """recommend / recommend-all / bench on the small generated run: labels, history, candidates, context, new
 people, the one scoring path (fast = plain predict, one user = every user), and bad input as one line + exit 2."""
+
 import json
 import subprocess
 import sys
@@ -30,13 +31,18 @@ def ratings(raw_dir):
 
 @pytest.fixture(scope="module")
 def movies(raw_dir):
-    return pd.read_csv(raw_dir / "movies.dat", sep="::", engine="python", names=["movie", "title", "genres"],
-                       encoding="latin-1")
+    return pd.read_csv(
+        raw_dir / "movies.dat", sep="::", engine="python", names=["movie", "title", "genres"], encoding="latin-1"
+    )
 
 
 def dirs(small_run) -> list[str]:
-    return ["--processed-dir", str(small_run / "data" / "processed"),
-            "--models-dir", str(small_run / "artifacts" / "models")]
+    return [
+        "--processed-dir",
+        str(small_run / "data" / "processed"),
+        "--models-dir",
+        str(small_run / "artifacts" / "models"),
+    ]
 
 
 def run(small_run, *args):
@@ -47,10 +53,13 @@ def test_profile_uses_readable_labels(rec, raw_dir):
     line = (raw_dir / "users.dat").read_text(encoding="latin-1").splitlines()[2]
     user_id, gender, age, occupation, zip_code = line.split("::")
     who = recommend.profile(rec, int(user_id))
-    assert who == {"user_id": int(user_id), "gender": {"M": "male", "F": "female"}[gender],
-                   "age": {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55",
-                           56: "56+"}[int(age)],
-                   "occupation": recommend.OCCUPATION_LABELS[int(occupation)], "zip": zip_code}
+    assert who == {
+        "user_id": int(user_id),
+        "gender": {"M": "male", "F": "female"}[gender],
+        "age": {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55", 56: "56+"}[int(age)],
+        "occupation": recommend.OCCUPATION_LABELS[int(occupation)],
+        "zip": zip_code,
+    }
     assert len(recommend.OCCUPATION_LABELS) == 21 and recommend.OCCUPATION_LABELS[12] == "programmer"
 
 
@@ -151,7 +160,9 @@ def test_top_n_gives_the_same_lists_in_one_chunk_or_many(rec, small_run, name):
         scorer = baselines.fit_baseline("random", rec.ratings)
         score_fn = lambda inputs: scorer(inputs["user_id"], inputs["movie_id"])  # noqa: E731
     else:
-        score_fn = ModelScorer(architecture.load_model(config.model_path(name, "random", small_run / "artifacts" / "models")))
+        score_fn = ModelScorer(
+            architecture.load_model(config.model_path(name, "random", small_run / "artifacts" / "models"))
+        )
     users = rec.users.head(60).assign(rating_year=0, rating_month=3, rating_decade=0)
     exclude = rec.ratings[["user_id", "movie_id"]]
     whole = top_n(score_fn, users, rec.movies, exclude, n=7)
@@ -173,7 +184,7 @@ def test_model_scorer_gives_the_same_scores_across_batch_boundaries(rec, small_r
 @pytest.mark.parametrize("mode", config.SERVED_MODES)
 def test_recommend_all_is_every_users_recommend(rec, mode):
     top = recommend.recommend_all(rec, "autoint_mlp", n=10, progress=False, mode=mode)
-    assert list(top.columns) == ["user_id", "rank", "movie_id", "title", "score"]
+    assert list(top.columns) == ["user_id", "rank", "movie_id", "title", "genres", "score"]
     assert len(top) == 10 * len(rec.users)
     for user_id in (1, 7, 150):
         one = recommend.recommend(rec, user_id, "autoint_mlp", n=10, mode=mode)
@@ -195,11 +206,14 @@ def test_a_new_person_gets_unseen_movies_and_the_profile_matters(rec):
     assert list(different["movie_id"]) != list(top["movie_id"])
 
 
-@pytest.mark.parametrize("liked, message", [
-    ("", "the liked list is empty"),
-    ("12,abc", "MovieLens movie IDs (whole numbers), not abc"),
-    ("1,99999", "not in the catalogue: 99999"),
-])
+@pytest.mark.parametrize(
+    "liked, message",
+    [
+        ("", "the liked list is empty"),
+        ("12,abc", "MovieLens movie IDs (whole numbers), not abc"),
+        ("1,99999", "not in the catalogue: 99999"),
+    ],
+)
 def test_a_bad_liked_list_is_one_line_and_exit_2(small_run, liked, message):
     result = run(small_run, "--liked", liked)
     assert result.exit_code == 2, result.output
@@ -215,7 +229,7 @@ def test_a_new_person_from_the_command_line_as_text_and_json(small_run, rec):
     out = json.loads(run(small_run, "--liked", liked, "--n", "4", "--json").stdout)
     assert out["profile"]["user_id"] is None and out["mode"] == "two_stage"
     assert [row["movie_id"] for row in out["liked_history"]] == [int(movie) for movie in liked.split(",")]
-    (name, rows), = out["recommendations"].items()
+    ((name, rows),) = out["recommendations"].items()
     assert name == config.model_name(config.DEFAULT_ARCHITECTURE, "two_stage")
     expected = recommend.recommend_for_liked(rec, [int(movie) for movie in liked.split(",")], n=4)
     assert [row["movie_id"] for row in rows] == list(expected["movie_id"])
@@ -247,17 +261,20 @@ def test_default_model_and_json_output(small_run, rec):
     assert (out["context"]["year"], out["context"]["month"]) == recommend.context(rec, 3)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--user", "abc"], "whole number"),
-    (["--user", "99999"], "unknown user 99999"),
-    (["--user", "3", "--month", "13"], "month must be between 1 and 12"),
-    (["--user", "3", "--month", "0"], "month must be between 1 and 12"),
-    (["--user", "3", "--year", "1999"], "valid years: 2000"),
-    (["--user", "3", "--year", "soon"], "year must be a whole number"),
-    (["--user", "3", "--n", "0"], "N must be at least 1"),
-    (["--user", "3", "--liked", "1"], "not both"),
-    (["--liked", "1", "--gender", "X"], "gender must be one of F, M"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--user", "abc"], "whole number"),
+        (["--user", "99999"], "unknown user 99999"),
+        (["--user", "3", "--month", "13"], "month must be between 1 and 12"),
+        (["--user", "3", "--month", "0"], "month must be between 1 and 12"),
+        (["--user", "3", "--year", "1999"], "valid years: 2000"),
+        (["--user", "3", "--year", "soon"], "year must be a whole number"),
+        (["--user", "3", "--n", "0"], "N must be at least 1"),
+        (["--user", "3", "--liked", "1"], "not both"),
+        (["--liked", "1", "--gender", "X"], "gender must be one of F, M"),
+    ],
+)
 def test_bad_input_is_one_line_on_stderr_and_exit_code_2(small_run, args, message):
     result = run(small_run, *args)
     assert result.exit_code == 2
@@ -273,8 +290,9 @@ def test_unknown_choices_are_refused_by_the_command_line(small_run, option, valu
 
 def test_missing_model_or_data_names_the_make_target(small_run, tmp_path):
     processed = str(small_run / "data" / "processed")
-    result = CliRunner().invoke(app, ["recommend", "--user", "3", "--processed-dir", processed,
-                                      "--models-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["recommend", "--user", "3", "--processed-dir", processed, "--models-dir", str(tmp_path)]
+    )
     name = config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE)
     assert result.exit_code == 2 and f"`make train MODEL={name}`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -289,7 +307,7 @@ def test_recommend_all_command_writes_parquet(small_run, tmp_path, rec):
     assert result.exit_code == 0, result.output
     for architecture_name in config.ARCHITECTURES:
         top = pd.read_parquet(tmp_path / f"recommendations_{config.model_name(architecture_name)}.parquet")
-        assert list(top.columns) == ["user_id", "rank", "movie_id", "title", "score"]
+        assert list(top.columns) == ["user_id", "rank", "movie_id", "title", "genres", "score"]
         assert len(top) == config.TOP_N * len(rec.users)
 
 
@@ -313,11 +331,42 @@ def test_search_finds_titles_most_liked_first(rec, movies):
 
 def test_bench_writes_its_figures(small_run, tmp_path):
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", "--repeats", "2", "--plain-users", "5", "--cold-runs", "1",
-                                      "--out", str(out), *dirs(small_run)])
+    result = CliRunner().invoke(
+        app, ["bench", "--repeats", "2", "--plain-users", "5", "--cold-runs", "1", "--out", str(out), *dirs(small_run)]
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     assert figures["reference_mode"]["same_ranking_fast_and_plain"] is True
     assert set(figures["ranker_train_s"]) == set(config.TWO_STAGE_MODELS)
     assert 0 < figures["cold_recommend_peak_rss_gib"] < 8
     assert "every user's Top-10" in result.output
+
+
+def test_default_answers_come_from_a_fresh_precomputed_table_and_equal_the_scored_ones(small_run, tmp_path, rec):
+    import os
+    import shutil
+
+    models = tmp_path / "artifacts" / "models"
+    shutil.copytree(small_run / "artifacts" / "models", models)
+    processed = str(small_run / "data" / "processed")
+    result = CliRunner().invoke(
+        app, ["precompute", "--n", "20", "--processed-dir", processed, "--models-dir", str(models)]
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "artifacts" / "precomputed" / "autoint_mlp_two_stage.parquet")
+    assert list(table.columns) == ["user_id", "rank", "movie_id", "score"] and table["rank"].max() == 20
+    with_table = recommend.load_recommender(processed, models)
+    assert with_table.precomputed("autoint_mlp_two_stage") is not None
+    for user_id in (1, 7, 150):
+        for n in (5, 20):
+            pd.testing.assert_frame_equal(
+                recommend.recommend(with_table, user_id, n=n), recommend.recommend(rec, user_id, n=n), rtol=1e-5
+            )
+    assert "autoint_mlp_two_stage" not in with_table.scorers  # answered without loading the model
+    recommend.recommend(with_table, 7, n=21)  # more than the table holds: scored
+    recommend.recommend(with_table, 7, month=3)  # another context: scored
+    assert "autoint_mlp_two_stage" in with_table.scorers
+    # A model trained after its table makes the table stale: it is not used.
+    model = config.model_path("autoint_mlp_two_stage", "random", models)
+    os.utime(model, (model.stat().st_atime, model.stat().st_mtime + 3600))
+    assert recommend.load_recommender(processed, models).precomputed("autoint_mlp_two_stage") is None

@@ -1,4 +1,5 @@
 """The report's judgements from hand-made metrics: who loses to which baseline, and which targets are met."""
+
 from pipeline import config, report
 
 
@@ -7,9 +8,13 @@ def protocols(auc=None, logloss=None, recall=None, ndcg=None):
 
 
 def test_beaten_by_names_each_loss_and_reads_logloss_the_other_way_round():
-    results = {"models": {"autoint": protocols(auc=0.70, logloss=0.60, recall=0.10)},
-               "baselines": {"positive_rate": protocols(auc=0.75, logloss=0.55, recall=0.05),
-                             "most_popular": protocols(auc=0.65, logloss=None, recall=0.10)}}
+    results = {
+        "models": {"autoint": protocols(auc=0.70, logloss=0.60, recall=0.10)},
+        "baselines": {
+            "positive_rate": protocols(auc=0.75, logloss=0.55, recall=0.05),
+            "most_popular": protocols(auc=0.65, logloss=None, recall=0.10),
+        },
+    }
     lines = report.beaten_by(results)
     assert lines == [
         "AutoInt (reference) does not beat per-movie positive rate (smoothed) on rated auc: 0.7000 vs 0.7500",
@@ -29,7 +34,9 @@ def test_targets_compare_the_two_stage_models_with_ease_and_the_tuned_models_wit
         "baselines": {"ease": protocols(recall=0.2143, ndcg=0.3728)},
     }
     lines = report.targets(results)
-    assert "met: AutoInt+MLP (two-stage) random split full-catalogue recall@10 0.2208 = 1.030 × EASE's 0.2143" in lines[0]
+    assert (
+        "met: AutoInt+MLP (two-stage) random split full-catalogue recall@10 0.2208 = 1.030 × EASE's 0.2143" in lines[0]
+    )
     assert lines[1].startswith("NOT met: AutoInt+MLP (two-stage) random split full-catalogue ndcg@10 0.3700 = 0.992 ×")
     assert lines[2] == f"met: AutoInt (tuned) AUC on rated test rows 0.8301 (target ≥ {config.GOALS['tuned_auc']})"
     assert lines[3].startswith("NOT met: AutoInt (tuned) reference-protocol NDCG@10 0.6899")
@@ -37,18 +44,26 @@ def test_targets_compare_the_two_stage_models_with_ease_and_the_tuned_models_wit
 
 
 def test_new_user_targets_need_a_win_over_every_baseline():
-    new = {"baselines": ["ease", "most_popular"],
-           "scorers": {"ease": {"recall@10": 0.10, "ndcg@10": 0.20}, "most_popular": {"recall@10": 0.12, "ndcg@10": 0.19},
-                       "ours": {"recall@10": 0.11, "ndcg@10": 0.21}}}
+    new = {
+        "baselines": ["ease", "most_popular"],
+        "scorers": {
+            "ease": {"recall@10": 0.10, "ndcg@10": 0.20},
+            "most_popular": {"recall@10": 0.12, "ndcg@10": 0.19},
+            "ours": {"recall@10": 0.11, "ndcg@10": 0.21},
+        },
+    }
     lines = report.targets({"models": {}, "baselines": {}, "new_users": new})
-    assert lines == ["NOT met: new users, ours: recall@10 0.1100 vs the best baseline's 0.1200 (target: above most "
-                     "popular and EASE)",
-                     "met: new users, ours: ndcg@10 0.2100 vs the best baseline's 0.2000 (target: above most popular "
-                     "and EASE)"]
+    assert lines == [
+        "NOT met: new users, ours: recall@10 0.1100 vs the best baseline's 0.1200 (target: above most "
+        "popular and EASE)",
+        "met: new users, ours: ndcg@10 0.2100 vs the best baseline's 0.2000 (target: above most popular and EASE)",
+    ]
 
 
 def test_the_metrics_table_marks_what_a_model_has_no_number_for():
-    results = {"models": {"autoint_two_stage": {"full_catalog": {"recall@10": 0.2, "ndcg@10": 0.3, "hr@10": 0.8}}},
-               "baselines": {}}
+    results = {
+        "models": {"autoint_two_stage": {"full_catalog": {"recall@10": 0.2, "ndcg@10": 0.3, "hr@10": 0.8}}},
+        "baselines": {},
+    }
     row = report.metrics_table(results).splitlines()[2]
     assert row == "| AutoInt (two-stage) | random | – | – | – | – | – | 0.2000 | 0.3000 | 0.8000 |"

@@ -1,4 +1,5 @@
 """The retrieval stage: EASE's weights, top-K unseen candidates, saving and loading."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,11 +11,13 @@ from pipeline import retrieval
 
 # Users 0-2 like movies 0 and 1 together; users 3 and 4 like movie 2 alone; nobody likes movie 3 (user 5
 # rated it, label 0); user 5 likes movie 0 only.
-CO_LIKED = pd.DataFrame({
-    "user_id": [0, 0, 1, 1, 2, 2, 3, 4, 5, 5],
-    "movie_id": [0, 1, 0, 1, 0, 1, 2, 2, 3, 0],
-    "label": [1, 1, 1, 1, 1, 1, 1, 1, 0, 1],
-})
+CO_LIKED = pd.DataFrame(
+    {
+        "user_id": [0, 0, 1, 1, 2, 2, 3, 4, 5, 5],
+        "movie_id": [0, 1, 0, 1, 0, 1, 2, 2, 3, 0],
+        "label": [1, 1, 1, 1, 1, 1, 1, 1, 0, 1],
+    }
+)
 
 
 def test_matrices_mark_liked_and_rated_pairs_once():
@@ -82,8 +85,18 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
     from pipeline.preprocess import load_processed
 
     processed = small_run / "data" / "processed"
-    result = CliRunner().invoke(app, ["retrieval", "--split", "temporal", "--processed-dir", str(processed),
-                                      "--models-dir", str(tmp_path / "models")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "retrieval",
+            "--split",
+            "temporal",
+            "--processed-dir",
+            str(processed),
+            "--models-dir",
+            str(tmp_path / "models"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = load_processed(processed).split("temporal")
     expected = retrieval.fit(data.train, len(data.users), len(data.movies))

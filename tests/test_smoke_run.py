@@ -1,5 +1,6 @@
 """A whole small run: every artifact is written, the report holds its sections, the reference check fails on
 generated data as it must."""
+
 import json
 
 from typer.testing import CliRunner
@@ -35,9 +36,20 @@ def test_small_run_writes_every_artifact(small_run):
 def test_reference_only_evaluation_and_reproduction_check(small_run, tmp_path):
     from pipeline.cli import app
 
-    result = CliRunner().invoke(app, ["evaluate", "--path", "reference",
-                                      "--processed-dir", str(small_run / "data" / "processed"),
-                                      "--models-dir", str(small_run / "artifacts" / "models"), "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--path",
+            "reference",
+            "--processed-dir",
+            str(small_run / "data" / "processed"),
+            "--models-dir",
+            str(small_run / "artifacts" / "models"),
+            "--out-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "metrics.json").read_text())
     assert set(results["models"]) == set(config.REFERENCE_MODELS) and "temporal" not in results

@@ -44,14 +44,14 @@ def test_model_builds_trains_saves_and_reloads_with_identical_predictions(proces
 
 
 def test_same_seed_gives_the_same_model(processed):
-    runs = [train.train_model(processed.train, processed.encoders.dims(), small("autoint"))[1]
-            for _ in range(2)]
+    runs = [train.train_model(processed.train, processed.encoders.dims(), small("autoint"))[1] for _ in range(2)]
     assert runs[0]["epochs"][0]["val_loss"] == pytest.approx(runs[1]["epochs"][0]["val_loss"], abs=1e-6)
 
 
 def test_training_lowers_the_loss(processed):
-    _, history = train.train_model(processed.train, processed.encoders.dims(),
-                                   small("autoint", epochs=3, learning_rate=1e-2))
+    _, history = train.train_model(
+        processed.train, processed.encoders.dims(), small("autoint", epochs=3, learning_rate=1e-2)
+    )
     losses = [epoch["loss"] for epoch in history["epochs"]]
     assert losses[-1] < losses[0]
 
@@ -71,12 +71,33 @@ def test_command_overrides_and_settings_file_reach_the_model(raw_dir, tmp_path):
 
     processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
     preprocess.save_processed(processed, tmp_path / "processed")
-    settings.write_all(tmp_path / "models", "autoint_mlp", "random", ["epochs=2", "dnn_hidden_units=8"],
-                       tmp_path / "processed", tmp_path)
-    result = CliRunner().invoke(app, [
-        "train", "--model", "autoint_mlp", "--settings", str(tmp_path / "models" / "autoint_mlp.settings.json"),
-        "--lr", "0.003", "--negatives", "1", "--fresh-negatives",
-        "--processed-dir", str(tmp_path / "processed"), "--models-dir", str(tmp_path / "models")])
+    settings.write_all(
+        tmp_path / "models",
+        "autoint_mlp",
+        "random",
+        ["epochs=2", "dnn_hidden_units=8"],
+        tmp_path / "processed",
+        tmp_path,
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "autoint_mlp",
+            "--settings",
+            str(tmp_path / "models" / "autoint_mlp.settings.json"),
+            "--lr",
+            "0.003",
+            "--negatives",
+            "1",
+            "--fresh-negatives",
+            "--processed-dir",
+            str(tmp_path / "processed"),
+            "--models-dir",
+            str(tmp_path / "models"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     cfg = json.loads((tmp_path / "models" / "autoint_mlp.history.json").read_text())["config"]
     assert (cfg["epochs"], cfg["dnn_hidden_units"], cfg["learning_rate"]) == (2, [8], 0.003)
@@ -92,8 +113,9 @@ def test_command_rejects_unknown_choices_and_missing_data(tmp_path):
     result = CliRunner().invoke(app, ["train", "--model", "autoint", "--processed-dir", str(tmp_path)])
     assert result.exit_code == 2 and "make preprocess" in result.output
     for option, value in (("--negative-sampler", "zipf"), ("--negatives-per", "movie"), ("--split", "weekly")):
-        result = CliRunner().invoke(app, ["train", "--model", "autoint", option, value,
-                                          "--processed-dir", str(tmp_path)])
+        result = CliRunner().invoke(
+            app, ["train", "--model", "autoint", option, value, "--processed-dir", str(tmp_path)]
+        )
         assert result.exit_code == 2 and value in result.output
 
 
@@ -174,8 +196,11 @@ def test_target_sets_the_label_of_rated_rows_and_sampled_rows_stay_zero(processe
     cfg = dataclasses.replace(config.MODELS["autoint_sampled"], target=target)
     rows = training_rows(processed.train, cfg, processed.movies)
     rated, sampled = rows[rows["rating"] > 0], rows[rows["rating"] == 0]
-    expected = {"liked": (rated["rating"] >= config.LIKE_THRESHOLD).astype(float),
-                "rated": np.ones(len(rated)), "graded": rated["rating"] / config.MAX_RATING}[target]
+    expected = {
+        "liked": (rated["rating"] >= config.LIKE_THRESHOLD).astype(float),
+        "rated": np.ones(len(rated)),
+        "graded": rated["rating"] / config.MAX_RATING,
+    }[target]
     assert np.allclose(rated["label"].to_numpy(dtype=float), np.asarray(expected, dtype=float))
     assert len(sampled) == cfg.negatives * len(processed.train) and (sampled["label"] == 0).all()
     with pytest.raises(ValueError, match="unknown target"):
@@ -185,7 +210,7 @@ def test_target_sets_the_label_of_rated_rows_and_sampled_rows_stay_zero(processe
 def test_lr_decay_lowers_the_learning_rate_every_epoch(processed):
     cfg = small("autoint", epochs=3, learning_rate=1e-2, lr_decay=0.5)
     model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg)
-    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.5 ** 2)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.5**2)
 
 
 def test_ema_leaves_the_model_with_slowly_moving_averaged_weights(processed):
@@ -217,5 +242,4 @@ def test_recency_weight_weighs_a_users_later_ratings_more_and_negatives_as_their
     drawn_for = by_time.reindex(pd.MultiIndex.from_frame(sampled[["user_id", "timestamp"]]))
     weight = sampled["weight"].to_numpy()
     assert ((drawn_for["min"].to_numpy() <= weight) & (weight <= drawn_for["max"].to_numpy())).all()
-    assert row_weights(training_rows(processed.train, config.MODELS["autoint_sampled"],
-                                     processed.movies)) is None
+    assert row_weights(training_rows(processed.train, config.MODELS["autoint_sampled"], processed.movies)) is None

@@ -1,4 +1,5 @@
 """make tune: candidates are scored after every epoch on validation rows carved from the training rows."""
+
 import dataclasses
 import json
 

@@ -79,7 +79,7 @@ EVALUATE_CODE := pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py 
 	pipeline/autoint_grid.py pipeline/ranker.py pipeline/retrieval.py pipeline/architecture.py pipeline/preprocess.py
 
 .PHONY: all study install download preprocess retrieval train evaluate report precompute recommend recommend-all check-repro \
-	repro tune test lint bench app serve bench-serve clean clean-tuning
+	repro tune test lint bench app serve bench-serve clean clean-tuning synth bench-train
 .DEFAULT_GOAL := all
 
 all: $(REPORT) recommend
@@ -112,9 +112,9 @@ TRAIN_TARGET := $(if $(MODEL),$(MODELS)/$(if $(filter temporal,$(SPLIT)),tempora
 train: $(TRAIN_TARGET)
 split_of = $(if $(filter temporal/%,$(1)),temporal,random)
 $(FIELD_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $(ENCODERS) $(FIELD_TRAIN_CODE) | $(DEPS)
-	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $<
+	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $< $(if $(WORKERS),--workers $(WORKERS))
 $(TWO_STAGE_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $(ENCODERS) $(TWO_STAGE_TRAIN_CODE) | $(DEPS)
-	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $<
+	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $< $(if $(WORKERS),--workers $(WORKERS))
 
 evaluate: $(METRICS)
 $(METRICS): $(PRODUCT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) artifacts/evaluate.settings.json $(EVALUATE_CODE) | $(DEPS)
@@ -179,6 +179,17 @@ serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 
 bench-serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline bench-serve
+
+# --- Scale: SYNTHETIC data and the training bench (pipeline/synth.py, pipeline/bench_train.py) ---
+# make synth [SYNTH_RATINGS=25M]: a SYNTHETIC MovieLens-format dataset in data/synthetic-<size>/ (scale tests only),
+# preprocessed. make bench-train: one streamed epoch at 1 M, 5 M, 25 M synthetic ratings on 1 and 2 workers, and
+# ML-1M in memory vs streamed vs 2 workers → artifacts/train_bench.json and .png (about an hour on 2 cores).
+SYNTH_RATINGS ?= 25M
+synth: | $(DEPS)
+	$(PY) -m pipeline synth --ratings $(SYNTH_RATINGS)
+
+bench-train: $(ENCODERS) | $(DEPS)
+	$(PY) -m pipeline bench-train
 
 # The web page on http://127.0.0.1:8501, with whatever exists (the page says what is missing).
 # APP_HOST=0.0.0.0 makes it reachable from other machines.

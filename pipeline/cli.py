@@ -5,6 +5,7 @@ import typer
 from pipeline import (
     bench,
     bench_serve,
+    bench_train,
     check_repro,
     config,  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
     download,
@@ -14,6 +15,7 @@ from pipeline import (
     report,
     retrieval,
     serve,
+    synth,
     train,
     tune,
 )
@@ -38,3 +40,5 @@ app.command("precompute")(recommend.precompute_command)
 app.command("bench")(bench.bench_command)
 app.command("serve")(serve.serve_command)
 app.command("bench-serve")(bench_serve.bench_serve_command)
+app.command("synth")(synth.synth_command)
+app.command("bench-train")(bench_train.bench_train_command)

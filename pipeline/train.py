@@ -224,6 +224,20 @@ def train_command(
     seed: int = typer.Option(None, help="Random seed of the weights and of the sampled negatives."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
+    # --- Scale: streaming input and workers (pipeline/streaming.py, pipeline/distributed.py) ---
+    workers: int = typer.Option(
+        None,
+        min=1,
+        help="Train on N workers (MultiWorkerMirroredStrategy, streamed "
+        "input): N local processes, or this host's part of the cluster its TF_CONFIG names.",
+    ),
+    streaming: bool = typer.Option(
+        False,
+        "--streaming/--in-memory",
+        help="Stream the training rows from parquet through tf.data instead of "
+        "holding them in memory (14-field models).",
+    ),
+    # --- end of scale options ---
 ) -> None:
     """Train one model (its settings from config.MODELS, or --settings) and save it with its loss history."""
     overrides = overrides_from_options(
@@ -249,6 +263,23 @@ def train_command(
         else config.model_settings(name, split.value)
     )
     cfg = dataclasses.replace(cfg, **overrides)
+    # --- Scale: streamed or multi-worker training never loads the tables into memory ---
+    if streaming or workers:
+        from pipeline import distributed
+
+        raise typer.Exit(
+            distributed.train_command(
+                name,
+                cfg,
+                split.value,
+                processed_dir,
+                models_dir,
+                workers,
+                echo=typer.echo,
+                error=lambda line: typer.echo(line, err=True),
+            )
+        )
+    # --- end of scale dispatch ---
     try:
         data = load_processed(processed_dir).split(split.value)
     except FileNotFoundError as error:

@@ -128,6 +128,8 @@ class Recommender:
     def precomputed(self, name: str) -> Precomputed | None:
         """Model `name`'s precomputed Top-N table (`python -m pipeline precompute`), if one exists and is newer
         than the model, the retrieval stage and the processed data it was made from; else None."""
+        if name in self._precomputed:  # no lock once read: a model loading under the lock must not hold it up
+            return self._precomputed[name]
         with self._lock:
             if name not in self._precomputed:
                 self._precomputed[name] = load_precomputed(self, name)

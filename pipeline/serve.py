@@ -1,10 +1,12 @@
 """The recommending core behind HTTP: a FastAPI app whose every answer comes from pipeline.recommend.
 
 `make serve` (`python -m pipeline serve`) runs it under uvicorn on 127.0.0.1:8000. At start-up it loads the
-processed data and the default models once (config.SERVE["preload_modes"]) and asks each of them for one
-Top-N, so that the first real request does not pay for loading or tracing. Requests then share that one
-Recommender, which nothing changes after start-up except loading another model on its first use (under the
-Recommender's lock).
+processed data and the default models' precomputed Top-100 tables, and is then ready: default requests are
+answered from those tables. A background thread then loads the default models (config.SERVE["preload_modes"])
+and asks each for one Top-N, so that loading and tracing are done before most requests that must be scored
+(one that comes earlier waits for its model); /v1/health says `"warm": true` when that is done. Requests
+share that one Recommender, which nothing changes after start-up except loading a model on its first use
+(under the Recommender's lock).
 
   GET  /v1/health                      readiness: models loaded, when they were trained, the data's checksum
   GET  /v1/users/{id}                   a user's profile
@@ -38,6 +40,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from contextlib import asynccontextmanager
@@ -138,7 +141,7 @@ def schemas():
 
     class ModelStatus(BaseModel):
         trained_at: str | None = Field(description="When the model file was written (UTC); null: not trained")
-        loaded: bool = Field(description="In memory now (the default models are loaded at start-up)")
+        loaded: bool = Field(description="In memory now (the default models load right after start-up)")
         precomputed: bool = Field(
             description="Default requests (the user's own context, n within the table) are answered from the "
             "model's precomputed Top-N table (make precompute); others are scored when asked"
@@ -152,7 +155,11 @@ def schemas():
             description="Where the data is and its checksum: sha256 of "
             "encoders.json, which changes with any re-preprocessing"
         )
-        startup_seconds: float
+        startup_seconds: float = Field(description="From start to ready: the data and precomputed tables loaded")
+        warm: bool = Field(
+            description="The default models are loaded and traced too (in the background after ready; until "
+            "then a request that must be scored waits for its model)"
+        )
         workers: int = Field(description="Worker processes, each with its own copy of the data and models")
         threads: int = Field(description="Threads per worker process that run the recommender")
         pid: int = Field(description="The worker process that answered")
@@ -398,6 +405,10 @@ def create_app(
             "ratings": len(app.state.rec.ratings),
         }
         app.state.startup_seconds = round(time.perf_counter() - started, 2)
+        app.state.warm = threading.Event()
+        threading.Thread(
+            target=warm_in_background, args=(app.state.rec, preload, app.state.warm), name="warm-up", daemon=True
+        ).start()
         log.info(
             json_line(
                 event="ready",
@@ -520,6 +531,7 @@ def create_app(
             "models": models,
             "data": request.app.state.data,
             "startup_seconds": request.app.state.startup_seconds,
+            "warm": request.app.state.warm.is_set(),
             "workers": workers,
             "threads": threads,
             "pid": os.getpid(),
@@ -644,9 +656,31 @@ def start_up(processed_dir: Path, models_dir: Path, preload: list[str]) -> recom
         tf.config.threading.set_inter_op_parallelism_threads(config.SERVE["tf_threads"])
     except RuntimeError:
         pass  # TensorFlow already ran in this process (an app built in-process, e.g. by a test): keep its pools
-    rec = recommend.load_recommender(processed_dir, models_dir, preload)
-    warm_up(rec, preload)
+    rec = recommend.load_recommender(processed_dir, models_dir)
+    user = int(rec.encoders.classes["user_id"][0])
+    for name in preload:
+        if config.MODELS[name].candidates and rec.precomputed(name) is not None:
+            architecture = next(a for a in config.ARCHITECTURES if config.model_name(a, "two_stage") == name)
+            recommend.recommend(rec, user, architecture)  # answered from the table: no model needed
+    recommend.search_movies(rec, "a")
+    recommend.profile(rec, user)
     return rec
+
+
+def warm_in_background(rec: recommend.Recommender, names: list[str], done) -> None:
+    """Load and trace `names` (warm_up) after the service is ready, then set the event `done`. Default
+    requests are answered from the precomputed tables meanwhile; one that must be scored waits for its model
+    (Recommender.scorer loads it under the lock)."""
+    started = time.perf_counter()
+    try:
+        warm_up(rec, names)
+    except Exception:  # a model that fails to load is reported by the request that needs it
+        log.error(json_line(event="warm_up_failed", error=traceback.format_exc(), pid=os.getpid()))
+    finally:
+        done.set()
+        log.info(
+            json_line(event="warm", seconds=round(time.perf_counter() - started, 2), models=names, pid=os.getpid())
+        )
 
 
 def known_user(rec, user_id, architecture, mode, year, month, n):

@@ -499,12 +499,17 @@ def fail(error: RecommendError):
     raise typer.Exit(2)
 
 
+def clip(text: str, width: int) -> str:
+    """`text` cut to `width` characters, with "…" as the last one when it was longer."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def format_table(frame: pd.DataFrame, columns: list[str]) -> str:
     shown = frame[columns].copy()
     if "score" in shown:
         shown["score"] = shown["score"].map(lambda s: f"{s:.4f}")
     if "title" in shown:
-        shown["title"] = shown["title"].str.slice(0, 48)
+        shown["title"] = shown["title"].map(lambda title: clip(title, 48))
     return shown.to_string(index=False)
 
 
@@ -512,7 +517,7 @@ def side_by_side(lists: dict[str, pd.DataFrame], n: int) -> str:
     columns, headers = [np.arange(1, n + 1)], ["rank"]
     for name, top in lists.items():
         pad = [""] * (n - len(top))
-        columns += [top["title"].str.slice(0, 40).tolist() + pad, [f"{s:.4f}" for s in top["score"]] + pad]
+        columns += [[clip(title, 40) for title in top["title"]] + pad, [f"{s:.4f}" for s in top["score"]] + pad]
         headers += [name, "score"]
     table = pd.DataFrame(dict(enumerate(columns)))
     table.columns = headers
@@ -600,7 +605,11 @@ def known_user_output(rec: Recommender, user_id: int, architecture: str, mode: s
         "context": {"year": when[0], "month": when[1], "source": source},
         "mode": mode,
         "liked_history": liked,
-        "recommendations": {name: recommend(rec, user_id, choice, *when, n, mode) for choice, name in names.items()},
+        # year/month as given (None: the user's own context), so that a default request is answered from the
+        # precomputed table, as recommend() decides.
+        "recommendations": {
+            name: recommend(rec, user_id, choice, year, month, n, mode) for choice, name in names.items()
+        },
     }
 
 

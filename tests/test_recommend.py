@@ -363,6 +363,12 @@ def test_default_answers_come_from_a_fresh_precomputed_table_and_equal_the_score
                 recommend.recommend(with_table, user_id, n=n), recommend.recommend(rec, user_id, n=n), rtol=1e-5
             )
     assert "autoint_mlp_two_stage" not in with_table.scorers  # answered without loading the model
+    # The command's (and the page's) default request too: the known user's output never loads the model.
+    output = recommend.known_user_output(with_table, 7, "autoint_mlp", "two_stage", None, None, 10)
+    pd.testing.assert_frame_equal(
+        output["recommendations"]["autoint_mlp_two_stage"], recommend.recommend(rec, 7), rtol=1e-5
+    )
+    assert "autoint_mlp_two_stage" not in with_table.scorers
     recommend.recommend(with_table, 7, n=21)  # more than the table holds: scored
     recommend.recommend(with_table, 7, month=3)  # another context: scored
     assert "autoint_mlp_two_stage" in with_table.scorers

@@ -27,26 +27,6 @@ import typer
 from pipeline import config
 from pipeline.files import atomic_path, write_text
 
-GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
 # ML-1M's genre frequencies (movies per genre), its age groups with their share of users, and its span.
 GENRE_WEIGHTS = (503, 283, 105, 251, 1200, 211, 127, 1603, 68, 44, 343, 114, 106, 471, 276, 492, 143, 68)
 AGES = (1, 18, 25, 35, 45, 50, 56)
@@ -136,7 +116,10 @@ def movies_table(n_movies: int, rng) -> pd.DataFrame:
     weights = np.array(GENRE_WEIGHTS, dtype=float) / sum(GENRE_WEIGHTS)
     counts = rng.choice((1, 2, 3, 4), size=n_movies, p=(0.5, 0.3, 0.15, 0.05))
     genres = [
-        "|".join(GENRES[i] for i in sorted(rng.choice(len(GENRES), size=k, replace=False, p=weights))) for k in counts
+        "|".join(
+            config.ML1M_GENRES[i] for i in sorted(rng.choice(len(config.ML1M_GENRES), size=k, replace=False, p=weights))
+        )
+        for k in counts
     ]
     return pd.DataFrame(
         {
@@ -159,8 +142,8 @@ def tastes(users: pd.DataFrame, movies: pd.DataFrame, rng) -> dict[str, np.ndarr
     cluster = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
     user_taste = centres[cluster] + rng.normal(0.0, 0.6, (len(users), dim))
 
-    genre_taste = rng.normal(0.0, 1.0, (len(GENRES), dim))
-    index = {genre: i for i, genre in enumerate(GENRES)}
+    genre_taste = rng.normal(0.0, 1.0, (len(config.ML1M_GENRES), dim))
+    index = {genre: i for i, genre in enumerate(config.ML1M_GENRES)}
     movie_taste = np.stack(
         [genre_taste[[index[g] for g in genres.split("|")]].mean(axis=0) for genres in movies["genres"]]
     )

@@ -6,26 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+from pipeline.config import ML1M_GENRES
+
 AGES = (1, 18, 25, 35, 45, 50, 56)
 
 
@@ -44,7 +26,7 @@ def write_fake_movielens(
     movie_lines = []
     for i, movie_id in enumerate(movie_ids):
         year = int(rng.integers(1930, 2001))
-        genres = rng.choice(GENRES, size=int(rng.integers(1, 5)), replace=False)
+        genres = rng.choice(ML1M_GENRES, size=int(rng.integers(1, 5)), replace=False)
         title = f"Movie {movie_id}{' é' if i % 7 == 0 else ''} ({year})"
         movie_lines.append(f"{movie_id}::{title}::{'|'.join(genres)}")
     (folder / "movies.dat").write_bytes(("\n".join(movie_lines) + "\n").encode("latin-1"))

@@ -7,27 +7,18 @@ with 2 recommender threads each, so that requests share a Recommender across thr
 import hashlib
 import json
 import random
-import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import config, recommend
+from pipeline.bench_serve import free_port, start_service
 
-REPO = Path(__file__).resolve().parent.parent
 RECOMMENDATIONS = "/v1/users/{user_id}/recommendations"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +30,8 @@ def rec(small_run):
 def service(small_run, tmp_path_factory):
     """The service's base URL and the file its log goes to; stopped after the module."""
     port, log_path = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--processed-dir",
-        str(small_run / "data" / "processed"),
-        "--models-dir",
-        str(small_run / "artifacts" / "models"),
-        "--workers",
-        "2",
-        "--threads",
-        "2",
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    processed, models = small_run / "data" / "processed", small_run / "artifacts" / "models"
+    process = start_service(processed, models, port, log_path, workers=2, threads=2)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

@@ -48,7 +48,7 @@ def test_fields_have_ml1m_value_ranges(synthetic):
     assert set(users["gender"]) <= {"M", "F"} and set(users["age"]) <= set(synth.AGES)
     assert users["occupation"].between(0, 20).all() and users["zip"].str.fullmatch(r"\d{5}").all()
     assert movies["title"].str.contains(r"\(\d{4}\)$").all()
-    assert {g for genres in movies["genres"] for g in genres.split("|")} <= set(synth.GENRES)
+    assert {g for genres in movies["genres"] for g in genres.split("|")} <= set(config.ML1M_GENRES)
     assert ratings["rating"].between(1, 5).all()
     assert ratings["timestamp"].between(synth.FIRST_TIMESTAMP, synth.LAST_TIMESTAMP).all()
     assert not ratings.duplicated(["user_id", "movie_id"]).any()

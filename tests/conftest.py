@@ -41,7 +41,10 @@ def raw_dir(tmp_path_factory) -> Path:
 def small_run(tmp_path_factory, raw_dir) -> Path:
     """A root folder laid out like the repo's (data/processed, artifacts/models) after a real, tiny run:
     preprocess on generated data, retrieval, the models trained for one epoch, evaluate, report."""
-    from pipeline import evaluate, preprocess, report, retrieval, train
+    from pipeline.data import preprocess
+    from pipeline.evaluation import evaluate, report
+    from pipeline.retrieval import ease
+    from pipeline.training import train
 
     root = tmp_path_factory.mktemp("run")
     processed_dir, artifacts_dir = root / "data" / "processed", root / "artifacts"
@@ -50,7 +53,7 @@ def small_run(tmp_path_factory, raw_dir) -> Path:
     preprocess.save_processed(processed, processed_dir)
     for split, names in SMALL_RUN_MODELS.items():
         data = processed.split(split)
-        retrieval.save(retrieval.fit(data.train, len(data.users), len(data.movies)), retrieval.path(split, models_dir))
+        ease.save(ease.fit(data.train, len(data.users), len(data.movies)), ease.path(split, models_dir))
         for name in names:
             train.train_and_save(name, small_config(name, split), data, split, models_dir, progress=False)
     results = evaluate.evaluate_models(processed, SMALL_RUN_MODELS, models_dir, artifacts_dir, echo=lambda line: None)

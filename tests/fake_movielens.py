@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import ML1M_GENRES
+from pipeline.data.movielens import ML1M_GENRES
 
 AGES = (1, 18, 25, 35, 45, 50, 56)
 

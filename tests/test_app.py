@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipeline import recommend
+from pipeline.serving import recommend
 
-APP = str(Path(__file__).parent.parent / "pipeline" / "app.py")
+APP = str(Path(__file__).parent.parent / "pipeline" / "serving" / "app.py")
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def wait_for(port: int, server: subprocess.Popen, seconds: float = 90) -> None:
 def test_enter_a_user_and_see_the_cores_recommendations(small_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from pipeline import recommend
+    from pipeline.serving import recommend
 
     rec = recommend.load_recommender(small_run / "data" / "processed", small_run / "artifacts" / "models")
     expected = recommend.recommend(rec, 7)["title"].tolist()
@@ -64,7 +64,7 @@ def test_enter_a_user_and_see_the_cores_recommendations(small_run, tmp_path):
             "-m",
             "streamlit",
             "run",
-            str(REPO / "pipeline" / "app.py"),
+            str(REPO / "pipeline" / "serving" / "app.py"),
             "--server.headless",
             "true",
             "--server.port",

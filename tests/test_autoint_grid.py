@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import autoint_grid, config
-from pipeline.architecture import build_model
-from pipeline.bench import plain_predict
-from pipeline.scoring import ModelScorer, top_n
+from pipeline import config
+from pipeline.bench.recommend_bench import plain_predict
+from pipeline.ranking import autoint_grid
+from pipeline.ranking.architecture import build_model
+from pipeline.ranking.scorers import ModelScorer, top_n
 
 DIMS = dict(zip(config.FIELDS, (50, 40, 10, 30, 4, 12, 1, 18, 18, 16, 2, 7, 21, 45)))
 

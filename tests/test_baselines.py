@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import baselines, config
-from pipeline.metrics import rated_metrics
+from pipeline import config
+from pipeline.evaluation import baselines
+from pipeline.evaluation.metrics import rated_metrics
 
 # movie 1: 2 of 3 positive; movie 2: 0 of 2; movie 3: 3 of 5. Global rate g = 5/10.
 TRAIN = pd.DataFrame(
@@ -100,10 +101,10 @@ def test_ease_scorer_ranks_the_co_liked_movie_first_and_scores_unknown_codes_zer
 
 
 def test_ease_scorer_uses_a_given_retrieval_model_instead_of_fitting_one():
-    from pipeline import retrieval
+    from pipeline.retrieval import ease
 
-    fitted = retrieval.fit(CO_LIKED, 6, 4, l2=1.0)
+    fitted = ease.fit(CO_LIKED, 6, 4, l2=1.0)
     score = baselines.fit_baseline("ease", CO_LIKED, fitted=fitted)
-    liked = retrieval.liked_matrix(CO_LIKED, 6, 4).toarray()
+    liked = ease.liked_matrix(CO_LIKED, 6, 4).toarray()
     users, movies = np.repeat(np.arange(6), 4), np.tile(np.arange(4), 6)
     np.testing.assert_allclose(score(users, movies), (liked @ fitted.weights)[users, movies], rtol=1e-6)

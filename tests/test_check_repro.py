@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.check_repro import check, check_repro_command
 from pipeline.config import REFERENCE_TABLE, REPRO_TOLERANCE
+from pipeline.evaluation.check_repro import check, check_repro_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,7 +130,7 @@ def test_runs_as_a_module(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(results(-0.002)))
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.check_repro", "--metrics", str(path)],
+        [sys.executable, "-m", "pipeline.evaluation.check_repro", "--metrics", str(path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

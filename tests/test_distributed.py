@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import architecture, distributed, preprocess
 from pipeline.cli import app
-from pipeline.scoring import ModelScorer, score_rows
+from pipeline.data import preprocess
+from pipeline.ranking import model_files
+from pipeline.ranking.scorers import ModelScorer, score_rows
+from pipeline.training import distributed
 from tests.fake_movielens import write_fake_movielens
 
 MODEL = "autoint_mlp_sampled"
@@ -103,12 +105,12 @@ def test_two_workers_train_and_the_chief_writes_a_model_that_loads_and_scores(pr
     out, err = run.communicate(timeout=TIMEOUT_S)
     assert run.returncode == 0, err[-3000:]
     assert "worker 0 (chief): pid" in out and "worker 1: pid" in out and "all 2 workers finished" in out
-    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{MODEL}.history.json", f"{MODEL}.keras"]
-    history = json.loads((tmp_path / f"{MODEL}.history.json").read_text())
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{MODEL}.training_log.json", f"{MODEL}.keras"]
+    history = json.loads((tmp_path / f"{MODEL}.training_log.json").read_text())
     assert history["input"]["workers"] == 2 and history["config"]["batch_size"] == 256
     assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["loss"])
     data = preprocess.load_processed(processed_dir)
-    scores = score_rows(ModelScorer(architecture.load_model(tmp_path / f"{MODEL}.keras")), data.test)
+    scores = score_rows(ModelScorer(model_files.load_keras(tmp_path / f"{MODEL}.keras")), data.test)
     assert scores.shape == (len(data.test),) and ((scores > 0) & (scores < 1)).all()
 
 

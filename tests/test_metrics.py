@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.metrics import full_catalog_metrics, rated_metrics, reference_protocol
+from pipeline.evaluation.metrics import full_catalog_metrics, rated_metrics, reference_protocol
 
 LN = math.log
 

@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import config, newcomers, preprocess
+from pipeline import config
+from pipeline.data import preprocess
+from pipeline.evaluation import newcomers
 
 
 @pytest.fixture(scope="module")

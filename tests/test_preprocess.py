@@ -5,8 +5,9 @@ import pytest
 from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
-from pipeline import config, preprocess
+from pipeline import config
 from pipeline.cli import app  # noqa: E402
+from pipeline.data import preprocess
 
 
 @pytest.fixture(scope="module")

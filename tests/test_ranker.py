@@ -9,7 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import config, preprocess, ranker, retrieval
+from pipeline import config
+from pipeline.data import preprocess
+from pipeline.ranking import candidates, ranker_inputs, scorers
+from pipeline.retrieval import ease
+from pipeline.training import ranker
 from tests.conftest import small_config
 
 
@@ -34,13 +38,13 @@ def test_folds_spread_every_users_rows_evenly(data):
 
 def test_training_lists_come_from_retrieval_models_that_never_saw_their_labels(data, cfg, monkeypatch):
     fitted_on = []
-    real_fit = retrieval.fit
+    real_fit = ease.fit
 
     def recording_fit(rows, *args, **kwargs):
         fitted_on.append(set(zip(rows["user_id"], rows["movie_id"])))
         return real_fit(rows, *args, **kwargs)
 
-    monkeypatch.setattr(retrieval, "fit", recording_fit)
+    monkeypatch.setattr(ease, "fit", recording_fit)
     cfg = dataclasses.replace(cfg, loss="binary")  # keep every list, labelled or not
     lists = ranker.training_lists(data.train, data.users, len(data.movies), cfg)
     fold = ranker.folds_of(data.train, cfg.folds, cfg.seed)
@@ -75,8 +79,8 @@ def test_listwise_training_keeps_only_lists_with_a_liked_candidate(data, cfg):
 
 
 def test_serving_lists_read_only_the_rows_given_and_exclude_them(data, cfg):
-    fitted = retrieval.fit(data.train, len(data.users), len(data.movies))
-    lists = ranker.user_lists(fitted, data.train, data.users, cfg)
+    fitted = ease.fit(data.train, len(data.users), len(data.movies))
+    lists = candidates.user_lists(fitted, data.train, data.users, cfg)
     for owner, movies, history in zip(lists.owner[:50], lists.movies[:50], lists.history[:50]):
         mine = data.train[data.train["user_id"] == owner]
         assert not set(movies) & set(mine["movie_id"])
@@ -91,32 +95,30 @@ def test_serving_lists_read_only_the_rows_given_and_exclude_them(data, cfg):
 
 
 def test_the_signals_retrieval_cannot_see_come_from_the_disliked_and_all_rated_movies(data, cfg):
-    fitted = retrieval.fit(data.train, len(data.users), len(data.movies))
-    lists = ranker.user_lists(fitted, data.train, data.users, cfg)
-    owner, candidates = lists.owner[0], lists.movies[0]
+    fitted = ease.fit(data.train, len(data.users), len(data.movies))
+    lists = candidates.user_lists(fitted, data.train, data.users, cfg)
+    owner, proposed = lists.owner[0], lists.movies[0]
     mine = data.train[data.train["user_id"] == owner]
     liked, disliked = (
         mine.loc[mine["label"] == 1, "movie_id"].to_numpy(),
         mine.loc[mine["label"] == 0, "movie_id"].to_numpy(),
     )
-    np.testing.assert_allclose(lists.scores[0], fitted.weights[liked].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(
-        lists.disliked[0], fitted.weights[disliked].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(lists.scores[0], fitted.weights[liked].sum(axis=0)[proposed], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lists.disliked[0], fitted.weights[disliked].sum(axis=0)[proposed], rtol=1e-5, atol=1e-6)
     everything = mine["movie_id"].to_numpy()
     np.testing.assert_allclose(
-        lists.rated[0], fitted.rated_weights[everything].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6
+        lists.rated[0], fitted.rated_weights[everything].sum(axis=0)[proposed], rtol=1e-5, atol=1e-6
     )
     assert not np.allclose(fitted.rated_weights, fitted.weights)  # a model of its own
     latest = (
         mine[mine["label"] == 1].sort_values("timestamp", kind="stable")["movie_id"].to_numpy()[-cfg.recent_liked :]
     )
-    np.testing.assert_allclose(lists.recent[0], fitted.weights[latest].sum(axis=0)[candidates], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lists.recent[0], fitted.weights[latest].sum(axis=0)[proposed], rtol=1e-5, atol=1e-6)
 
 
 def test_anonymized_lists_hide_who_the_user_is_and_some_look_like_new_people(data, cfg):
-    fitted = retrieval.fit(data.train, len(data.users), len(data.movies))
-    lists = ranker.user_lists(fitted, data.train, data.users, cfg)
+    fitted = ease.fit(data.train, len(data.users), len(data.movies))
+    lists = candidates.user_lists(fitted, data.train, data.users, cfg)
     out = ranker.anonymized(
         lists, dataclasses.replace(cfg, anonymous_share=0.6, newcomer_share=0.5), np.random.default_rng(0)
     )
@@ -135,9 +137,9 @@ def test_anonymized_lists_hide_who_the_user_is_and_some_look_like_new_people(dat
 
 
 def test_a_new_persons_list_excludes_their_movies_and_holds_them_as_history(data, cfg):
-    fitted = retrieval.fit(data.train, len(data.users), len(data.movies))
+    fitted = ease.fit(data.train, len(data.users), len(data.movies))
     liked = [np.array([4, 9, 2]), np.arange(20)]
-    lists = ranker.person_lists(fitted, liked, np.zeros((2, 5), np.int64), np.ones((2, 3), np.int64), cfg)
+    lists = candidates.person_lists(fitted, liked, np.zeros((2, 5), np.int64), np.ones((2, 3), np.int64), cfg)
     assert lists.movies.shape == (2, cfg.candidates)
     assert not set(lists.movies[0]) & {4, 9, 2} and not set(lists.movies[1]) & set(range(20))
     np.testing.assert_array_equal(lists.history[0], [0, 0, 0, 5, 10, 3])  # oldest first, right-aligned
@@ -157,11 +159,11 @@ def test_a_new_persons_list_excludes_their_movies_and_holds_them_as_history(data
 def test_the_input_pipeline_gives_the_same_rows_as_the_scoring_inputs(data, cfg, score_buckets):
     tf = pytest.importorskip("tensorflow")
     cfg = dataclasses.replace(cfg, batch_size=7 * cfg.candidates, score_buckets=score_buckets)
-    fitted = retrieval.fit(data.train, len(data.users), len(data.movies))
-    lists = ranker.user_lists(fitted, data.train, data.users, cfg).take(slice(0, 7))
+    fitted = ease.fit(data.train, len(data.users), len(data.movies))
+    lists = candidates.user_lists(fitted, data.train, data.users, cfg).take(slice(0, 7))
     lists = dataclasses.replace(lists, labels=np.zeros(lists.movies.shape, np.float32))
-    movies = ranker.movie_table(data.movies)
-    expected = ranker.list_inputs(lists, movies, cfg)
+    movies = ranker_inputs.movie_table(data.movies)
+    expected = ranker_inputs.list_inputs(lists, movies, cfg)
     assert ("rated_score_bucket" in expected) == score_buckets
     batches = list(ranker.list_dataset(lists, movies, cfg, seed=0))
     assert len(batches) == 1
@@ -191,11 +193,11 @@ def test_listwise_loss_is_the_softmax_cross_entropy_of_each_list_by_hand():
 
 def test_scores_are_bucketed_by_half_standard_deviations():
     z = np.array([[-9.0, -0.26, -0.25, 0.0, 0.49, 0.5, 3.99, 9.0]])
-    np.testing.assert_array_equal(ranker.bucketed(z), [[0, 7, 7, 8, 8, 9, 15, 16]])
+    np.testing.assert_array_equal(ranker_inputs.bucketed(z), [[0, 7, 7, 8, 8, 9, 15, 16]])
 
 
 def test_ranked_orders_by_score_and_keeps_retrieval_order_on_ties():
-    lists = ranker.CandidateLists(
+    lists = candidates.CandidateLists(
         owner=np.array([0]),
         profile=np.zeros((1, 5)),
         context=np.zeros((1, 3)),
@@ -206,13 +208,13 @@ def test_ranked_orders_by_score_and_keeps_retrieval_order_on_ties():
         rated_from_liked=np.zeros((1, 4)),
         rated_from_disliked=np.zeros((1, 4)),
     )
-    movies, scores = ranker.ranked(lists, np.array([[0.1, 0.5, 0.5, 0.2]]), 3)
+    movies, scores = scorers.ranked(lists, np.array([[0.1, 0.5, 0.5, 0.2]]), 3)
     np.testing.assert_array_equal(movies, [[3, 9, 1]])
     np.testing.assert_allclose(scores, [[0.5, 0.5, 0.2]])
 
 
 def test_history_shares_movie_ids_embedding_and_codes_start_at_one(data, cfg):
-    from pipeline import architecture
+    from pipeline.ranking import architecture
 
     model = architecture.build_model(data.encoders.dims(), cfg)
     assert [tensor.name.split(":")[0] for tensor in model.inputs] == [

@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import architecture, config, recommend
-from pipeline.bench import plain_predict
+from pipeline import config
+from pipeline.bench.recommend_bench import plain_predict
 from pipeline.cli import app
-from pipeline.scoring import ModelScorer, top_n
+from pipeline.ranking import architecture, model_files
+from pipeline.ranking.scorers import ModelScorer, top_n
+from pipeline.serving import recommend
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,11 +88,11 @@ def test_recommendations_are_n_unseen_movies_best_first(rec, ratings, mode):
 
 def test_two_stage_recommends_from_the_retrieval_candidates_only(rec, ratings):
     """The ranker only reorders EASE's top candidates of the user's unseen movies."""
-    from pipeline import ranker
+    from pipeline.ranking import candidates
 
     scorer = rec.scorer("autoint_mlp_two_stage")
     code = recommend.user_code(rec, 7)
-    lists = ranker.user_lists(scorer.retrieval, rec.user_ratings(code), rec.users, scorer.cfg)
+    lists = candidates.user_lists(scorer.retrieval, rec.user_ratings(code), rec.users, scorer.cfg)
     candidates = set(rec.encoders.decode("movie_id", lists.movies[0]).astype(int))
     everything = recommend.recommend(rec, 7, "autoint_mlp", n=10_000)
     assert len(everything) == scorer.cfg.candidates
@@ -122,7 +124,7 @@ def test_context_defaults_to_the_latest_rating_and_can_be_chosen(rec, ratings):
 
 @pytest.mark.parametrize("name", config.REFERENCE_MODELS)
 def test_fast_path_ranks_exactly_like_plain_predict(rec, small_run, name):
-    model = architecture.load_model(config.model_path(name, "random", small_run / "artifacts" / "models"))
+    model = model_files.load_keras(config.model_path(name, "random", small_run / "artifacts" / "models"))
     users = rec.users.head(40).assign(rating_year=0, rating_month=3, rating_decade=0)
     exclude = rec.ratings[["user_id", "movie_id"]]
     scorer = ModelScorer(model)
@@ -154,14 +156,14 @@ def test_top_n_breaks_ties_by_movie_code_and_never_scores_excluded_pairs(rec):
 @pytest.mark.parametrize("name", ["autoint_mlp", "random"])
 def test_top_n_gives_the_same_lists_in_one_chunk_or_many(rec, small_run, name):
     """On ML-1M about 45 chunks run (and the grid's per-movie cache is reused across them)."""
-    from pipeline import baselines
+    from pipeline.evaluation import baselines
 
     if name == "random":
         scorer = baselines.fit_baseline("random", rec.ratings)
         score_fn = lambda inputs: scorer(inputs["user_id"], inputs["movie_id"])  # noqa: E731
     else:
         score_fn = ModelScorer(
-            architecture.load_model(config.model_path(name, "random", small_run / "artifacts" / "models"))
+            model_files.load_keras(config.model_path(name, "random", small_run / "artifacts" / "models"))
         )
     users = rec.users.head(60).assign(rating_year=0, rating_month=3, rating_decade=0)
     exclude = rec.ratings[["user_id", "movie_id"]]
@@ -171,9 +173,9 @@ def test_top_n_gives_the_same_lists_in_one_chunk_or_many(rec, small_run, name):
 
 
 def test_model_scorer_gives_the_same_scores_across_batch_boundaries(rec, small_run):
-    from pipeline.scoring import score_rows
+    from pipeline.ranking.scorers import score_rows
 
-    model = architecture.load_model(config.model_path("autoint", "random", small_run / "artifacts" / "models"))
+    model = model_files.load_keras(config.model_path("autoint", "random", small_run / "artifacts" / "models"))
     rows = rec.ratings.merge(rec.users, on="user_id").merge(rec.movies, on="movie_id").head(1000)
     whole = score_rows(ModelScorer(model, batch_size=4096), rows)
     batched = score_rows(ModelScorer(model, batch_size=97), rows)  # 11 batches, the last one short

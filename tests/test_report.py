@@ -1,6 +1,7 @@
 """The report's judgements from hand-made metrics: who loses to which baseline, and which targets are met."""
 
-from pipeline import config, report
+from pipeline import config
+from pipeline.evaluation import report
 
 
 def protocols(auc=None, logloss=None, recall=None, ndcg=None):

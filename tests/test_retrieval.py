@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from pipeline import retrieval
+from pipeline.retrieval import ease
 
 # Users 0-2 like movies 0 and 1 together; users 3 and 4 like movie 2 alone; nobody likes movie 3 (user 5
 # rated it, label 0); user 5 likes movie 0 only.
@@ -21,23 +21,23 @@ CO_LIKED = pd.DataFrame(
 
 
 def test_matrices_mark_liked_and_rated_pairs_once():
-    liked = retrieval.liked_matrix(CO_LIKED, n_users=6, n_movies=4).toarray()
+    liked = ease.liked_matrix(CO_LIKED, n_users=6, n_movies=4).toarray()
     assert liked.sum() == 9 and liked[5, 3] == 0 and liked[5, 0] == 1
     twice = pd.concat([CO_LIKED, CO_LIKED.head(1)])
-    rated = retrieval.interaction_matrix(twice, 6, 4).toarray()
+    rated = ease.interaction_matrix(twice, 6, 4).toarray()
     assert rated.max() == 1.0 and rated.sum() == 10 and rated[5, 3] == 1
 
 
 def test_ease_weights_have_a_zero_diagonal_and_link_movies_liked_together():
-    liked = retrieval.liked_matrix(CO_LIKED, n_users=6, n_movies=4)
-    weights = retrieval.ease_weights(liked, l2=1.0)
+    liked = ease.liked_matrix(CO_LIKED, n_users=6, n_movies=4)
+    weights = ease.ease_weights(liked, l2=1.0)
     assert weights.dtype == np.float32
     np.testing.assert_array_equal(np.diag(weights), 0.0)
     assert weights[0, 1] > 0.3 and weights[1, 0] > 0.3  # co-liked movies predict each other
     assert abs(weights[0, 2]) < 0.05 and abs(weights[2, 1]) < 0.05  # never liked together
     np.testing.assert_array_equal(weights[:, 3], 0.0)  # no one liked movie 3: nothing predicts it
     # More regularisation shrinks every weight.
-    assert np.abs(retrieval.ease_weights(liked, l2=100.0)).max() < np.abs(weights).max()
+    assert np.abs(ease.ease_weights(liked, l2=100.0)).max() < np.abs(weights).max()
 
 
 def test_ease_weights_solve_the_closed_form_by_hand():
@@ -45,7 +45,7 @@ def test_ease_weights_solve_the_closed_form_by_hand():
     for each column j, X·B[:, j] is the least-squares fit of X[:, j] from the other columns (λ-ridge)."""
     rng = np.random.default_rng(0)
     x = (rng.random((40, 6)) < 0.4).astype(np.float64)
-    weights = retrieval.ease_weights(sparse.csr_matrix(x), l2=2.0).astype(np.float64)
+    weights = ease.ease_weights(sparse.csr_matrix(x), l2=2.0).astype(np.float64)
     for j in range(6):
         others = [i for i in range(6) if i != j]
         a = x[:, others]
@@ -55,7 +55,7 @@ def test_ease_weights_solve_the_closed_form_by_hand():
 
 def test_top_k_skips_seen_movies_orders_by_score_and_breaks_ties_by_code():
     weights = np.array([[0, 3, 1, 1], [2, 0, 1, 1], [0, 0, 0, 5], [0, 0, 0, 0]], np.float32)
-    fitted = retrieval.Retrieval(weights, -weights)  # top_k reads the liked model only
+    fitted = ease.Retrieval(weights, -weights)  # top_k reads the liked model only
     liked = sparse.csr_matrix(np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]], np.float32))
     seen = sparse.csr_matrix(np.array([[1, 0, 0, 0], [1, 1, 0, 1], [0, 0, 0, 0]], np.float32))
     movies, scores = fitted.top_k(liked, seen, k=2)
@@ -68,9 +68,9 @@ def test_top_k_skips_seen_movies_orders_by_score_and_breaks_ties_by_code():
 
 
 def test_fit_save_and_load_round_trip(tmp_path):
-    fitted = retrieval.fit(CO_LIKED, 6, 4, l2=1.0)
-    path = retrieval.save(fitted, tmp_path / "models" / "retrieval.npz")
-    loaded = retrieval.load(path)
+    fitted = ease.fit(CO_LIKED, 6, 4, l2=1.0)
+    path = ease.save(fitted, tmp_path / "models" / "ease.npz")
+    loaded = ease.load(path)
     np.testing.assert_array_equal(loaded.weights, fitted.weights)
     np.testing.assert_array_equal(loaded.rated_weights, fitted.rated_weights)
     # The every-rating model also links movie 3 (rated by user 5 with movie 0, not liked): the liked one cannot.
@@ -82,7 +82,7 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
     from typer.testing import CliRunner
 
     from pipeline.cli import app
-    from pipeline.preprocess import load_processed
+    from pipeline.data.preprocess import load_processed
 
     processed = small_run / "data" / "processed"
     result = CliRunner().invoke(
@@ -99,8 +99,8 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
     )
     assert result.exit_code == 0, result.output
     data = load_processed(processed).split("temporal")
-    expected = retrieval.fit(data.train, len(data.users), len(data.movies))
-    loaded = retrieval.load(tmp_path / "models" / "temporal" / "retrieval.npz")
+    expected = ease.fit(data.train, len(data.users), len(data.movies))
+    loaded = ease.load(tmp_path / "models" / "temporal" / "ease.npz")
     np.testing.assert_array_equal(loaded.weights, expected.weights)
     np.testing.assert_array_equal(loaded.rated_weights, expected.rated_weights)
     result = CliRunner().invoke(app, ["retrieval", "--split", "weekly", "--processed-dir", str(processed)])
@@ -111,7 +111,7 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
 def test_top_k_never_returns_a_seen_movie_on_random_data(k):
     rng = np.random.default_rng(1)
     weights = rng.normal(size=(30, 30)).astype(np.float32)
-    fitted = retrieval.Retrieval(weights, weights)
+    fitted = ease.Retrieval(weights, weights)
     liked = sparse.csr_matrix((rng.random((20, 30)) < 0.2).astype(np.float32))
     seen = sparse.csr_matrix(((liked.toarray() + (rng.random((20, 30)) < 0.2)) > 0).astype(np.float32))
     movies, scores = fitted.top_k(liked, seen, k)

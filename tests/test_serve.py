@@ -1,6 +1,6 @@
-"""The HTTP service (pipeline/serve.py) as a client sees it: the real `python -m pipeline serve` in a subprocess on
-a free loopback port, over the small generated run, called with httpx. Every answer is checked against
-pipeline.recommend called in-process on the same artifacts; bad input must give 404/405/413/422 with a JSON body,
+"""The HTTP service (pipeline/serving/serve.py) as a client sees it: the real `python -m pipeline serve` in a
+subprocess on a free loopback port, over the small generated run, called with httpx. Every answer is checked against
+pipeline.serving.recommend in-process on the same artifacts; bad input must give 404/405/413/422 with a JSON body,
 never a 500; a concurrent burst must answer each request for its own user. The service runs 2 worker processes
 with 2 recommender threads each, so that requests share a Recommender across threads as well as processes."""
 
@@ -15,8 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import config, recommend
-from pipeline.bench_serve import free_port, start_service
+from pipeline import config
+from pipeline.bench.serve_bench import free_port, start_service
+from pipeline.serving import recommend
 
 RECOMMENDATIONS = "/v1/users/{user_id}/recommendations"
 

@@ -1,4 +1,4 @@
-"""Streamed training rows (pipeline/streaming.py): the same rows as the in-memory path, whatever the shards."""
+"""Streamed training rows (pipeline/training/streaming.py): the same rows as the in-memory path, whatever the shards."""
 
 import dataclasses
 
@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import architecture, config, preprocess, sampling, streaming
-from pipeline.scoring import ModelScorer, score_rows
+from pipeline import config
+from pipeline.data import preprocess
+from pipeline.ranking import model_files
+from pipeline.ranking.scorers import ModelScorer, score_rows
+from pipeline.training import sampling, streaming
 
 COLUMNS = [*config.FIELDS, "label"]
 
@@ -130,7 +133,7 @@ def test_unsupported_settings_are_refused():
 
 
 def test_streamed_training_saves_a_model_that_loads_and_scores(processed_dir, data, tmp_path):
-    from pipeline import distributed, train
+    from pipeline.training import distributed
 
     cfg = dataclasses.replace(config.MODELS["autoint_mlp_sampled"], epochs=1, batch_size=1024, att_layer_num=1)
     history = distributed.run_worker(
@@ -138,7 +141,7 @@ def test_streamed_training_saves_a_model_that_loads_and_scores(processed_dir, da
     )
     assert history["input"]["mode"] == "streaming" and history["input"]["workers"] == 1
     assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["val_loss"])
-    assert train.load_history("autoint_mlp_sampled", "random", tmp_path)["train_rows"] == 4 * len(data.train)
-    model = architecture.load_model(config.model_path("autoint_mlp_sampled", "random", tmp_path))
+    assert model_files.load_training_log("autoint_mlp_sampled", "random", tmp_path)["train_rows"] == 4 * len(data.train)
+    model = model_files.load_keras(config.model_path("autoint_mlp_sampled", "random", tmp_path))
     scores = score_rows(ModelScorer(model), data.test)
     assert scores.shape == (len(data.test),) and ((scores > 0) & (scores < 1)).all()

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import config, preprocess, synth
+from pipeline import config
 from pipeline.cli import app
+from pipeline.data import movielens, preprocess, synth
 
 RATINGS = 30_000
 
@@ -43,12 +44,12 @@ def test_output_passes_the_real_datas_validation_and_is_marked_synthetic(synthet
 def test_fields_have_ml1m_value_ranges(synthetic):
     _, raw_dir = synthetic
     ratings, movies, users = preprocess.read_raw(raw_dir)
-    raw = (raw_dir / "ratings.dat").read_bytes().decode(config.RAW_ENCODING).splitlines()[0]
+    raw = (raw_dir / "ratings.dat").read_bytes().decode(movielens.RAW_ENCODING).splitlines()[0]
     assert re.fullmatch(r"\d+::\d+::[1-5]::\d+", raw)
     assert set(users["gender"]) <= {"M", "F"} and set(users["age"]) <= set(synth.AGES)
     assert users["occupation"].between(0, 20).all() and users["zip"].str.fullmatch(r"\d{5}").all()
     assert movies["title"].str.contains(r"\(\d{4}\)$").all()
-    assert {g for genres in movies["genres"] for g in genres.split("|")} <= set(config.ML1M_GENRES)
+    assert {g for genres in movies["genres"] for g in genres.split("|")} <= set(movielens.ML1M_GENRES)
     assert ratings["rating"].between(1, 5).all()
     assert ratings["timestamp"].between(synth.FIRST_TIMESTAMP, synth.LAST_TIMESTAMP).all()
     assert not ratings.duplicated(["user_id", "movie_id"]).any()

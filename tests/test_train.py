@@ -5,8 +5,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import architecture, config, preprocess, sampling, train
-from pipeline.scoring import ModelScorer, score_rows
+from pipeline import config
+from pipeline.data import preprocess
+from pipeline.ranking import architecture, model_files
+from pipeline.ranking.scorers import ModelScorer, score_rows
+from pipeline.training import sampling, train
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +37,13 @@ def test_model_builds_trains_saves_and_reloads_with_identical_predictions(proces
     has_dnn = any("dnn" in layer.name for layer in model.layers)
     assert has_dnn == (name == "autoint_mlp")
     assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["val_loss"])
-    path = train.save_model(model, history, name, "random", tmp_path)
-    reloaded = architecture.load_model(path)
+    path = model_files.save_model(model, history, name, "random", tmp_path)
+    reloaded = model_files.load_keras(path)
     before = model.predict(architecture.model_inputs(processed.test), verbose=0)[:, 0]
     after = score_rows(ModelScorer(reloaded), processed.test)
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert ((after > 0) & (after < 1)).all()
-    assert (tmp_path / f"{name}.history.json").is_file()
+    assert (tmp_path / f"{name}.training_log.json").is_file()
 
 
 def test_same_seed_gives_the_same_model(processed):
@@ -66,12 +69,12 @@ def test_parse_units():
 def test_command_overrides_and_settings_file_reach_the_model(raw_dir, tmp_path):
     import json
 
-    from pipeline import settings
+    from pipeline import settings_files
     from pipeline.cli import app
 
     processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
     preprocess.save_processed(processed, tmp_path / "processed")
-    settings.write_all(
+    settings_files.write_all(
         tmp_path / "models",
         "autoint_mlp",
         "random",
@@ -99,7 +102,7 @@ def test_command_overrides_and_settings_file_reach_the_model(raw_dir, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    cfg = json.loads((tmp_path / "models" / "autoint_mlp.history.json").read_text())["config"]
+    cfg = json.loads((tmp_path / "models" / "autoint_mlp.training_log.json").read_text())["config"]
     assert (cfg["epochs"], cfg["dnn_hidden_units"], cfg["learning_rate"]) == (2, [8], 0.003)
     assert (cfg["negatives"], cfg["fresh_negatives"], cfg["dnn_dropout"]) == (1, True, 0.4)
     assert [line.split()[0] for line in result.output.splitlines()[-3:-1]] == ["1", "2"]  # the epoch table
@@ -120,7 +123,7 @@ def test_command_rejects_unknown_choices_and_missing_data(tmp_path):
 
 
 def test_sampled_negatives_are_unrated_movies_with_the_real_ratings_context(processed):
-    from pipeline.sampling import sample_unrated, training_rows
+    from pipeline.training.sampling import sample_unrated, training_rows
 
     train = processed.train
     sampled = sample_unrated(train, processed.movies, 3, "uniform", seed=0)
@@ -142,7 +145,7 @@ def test_sampled_negatives_are_unrated_movies_with_the_real_ratings_context(proc
 
 
 def test_per_user_negatives_give_every_user_the_same_count_in_their_own_contexts(processed):
-    from pipeline.sampling import sample_unrated
+    from pipeline.training.sampling import sample_unrated
 
     train = processed.train
     per_rating = sample_unrated(train, processed.movies, 2, "uniform", seed=0).groupby("user_id").size()
@@ -161,7 +164,7 @@ def test_per_user_negatives_give_every_user_the_same_count_in_their_own_contexts
 
 
 def test_popularity_sampler_draws_popular_movies_more_often(processed):
-    from pipeline.sampling import sample_unrated
+    from pipeline.training.sampling import sample_unrated
 
     train = processed.train
     counts = np.bincount(train["movie_id"], minlength=len(processed.movies))
@@ -191,7 +194,7 @@ def test_fresh_negatives_draw_new_unrated_movies_every_epoch(processed, monkeypa
 
 @pytest.mark.parametrize("target", config.TARGETS)
 def test_target_sets_the_label_of_rated_rows_and_sampled_rows_stay_zero(processed, target):
-    from pipeline.sampling import training_rows
+    from pipeline.training.sampling import training_rows
 
     cfg = dataclasses.replace(config.MODELS["autoint_sampled"], target=target)
     rows = training_rows(processed.train, cfg, processed.movies)
@@ -228,7 +231,7 @@ def test_ema_leaves_the_model_with_slowly_moving_averaged_weights(processed):
 
 
 def test_recency_weight_weighs_a_users_later_ratings_more_and_negatives_as_their_rating(processed):
-    from pipeline.sampling import row_weights, training_rows
+    from pipeline.training.sampling import row_weights, training_rows
 
     cfg = dataclasses.replace(config.MODELS["autoint_sampled"], recency_weight=2.0)
     rows = training_rows(processed.train, cfg, processed.movies)

@@ -5,7 +5,10 @@ import json
 
 import numpy as np
 
-from pipeline import config, preprocess, report, sampling, tune
+from pipeline import config
+from pipeline.data import preprocess
+from pipeline.evaluation import report, tune
+from pipeline.training import sampling
 from tests.conftest import small_config
 
 

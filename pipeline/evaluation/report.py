@@ -1,0 +1,368 @@
+"""metrics.json (and the study's, the tuning records, the training histories, the stage timings) → report.md
+with its pictures. Data flows one way: evaluate and tune write numbers; this module only reads them.
+
+Outputs (under artifacts/): report.md, metrics.png, loss_curves.png, timings.png, and study_metrics.png when
+the study has run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from pipeline import config
+from pipeline.evaluation import plots
+from pipeline.evaluation.metrics import PROTOCOLS
+from pipeline.evaluation.tables import cell, metrics_table, splits_of
+from pipeline.files import record_timing, write_text
+from pipeline.labels import label
+
+CARVE_TEXT = {
+    "random": "a random 10 % of the random split's training rows",
+    "temporal": "each user's latest 10 % of the temporal split's training rows",
+}
+
+
+def reference_table(results: dict) -> str:
+    rows = [
+        "| model | NDCG@10 ours | NDCG@10 reference | diff | Hit Rate@10 ours | Hit Rate@10 reference | diff |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, published in config.REFERENCE_TABLE.items():
+        if model not in results["models"]:
+            continue
+        ours = results["models"][model]["reference_protocol"]
+        rows.append(
+            " | ".join(
+                [
+                    f"| {label(model)}",
+                    *(
+                        f"{ours[metric]:.5f} | {published[metric]:.5f} | {ours[metric] - published[metric]:+.5f}"
+                        for metric in ("ndcg@10", "hit_rate@10")
+                    ),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+def beaten_by(results: dict) -> list[str]:
+    """Plain sentences for every (model, baseline, metric) where the model does not beat the baseline."""
+    lines = []
+    for model, protocols in results["models"].items():
+        for baseline, base_protocols in results["baselines"].items():
+            for protocol, names in PROTOCOLS.items():
+                for name in names:
+                    ours = protocols.get(protocol, {}).get(name)
+                    theirs = base_protocols.get(protocol, {}).get(name)
+                    if ours is None or theirs is None:
+                        continue
+                    if (ours >= theirs) if name == "logloss" else (ours <= theirs):
+                        lines.append(
+                            f"{label(model)} does not beat {label(baseline)} "
+                            f"on {protocol} {name}: {ours:.4f} vs {theirs:.4f}"
+                        )
+    return lines
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def targets(results: dict) -> list[str]:
+    """The targets (config.GOALS), each stated with the measured numbers and met or not."""
+    goals = config.GOALS
+    lines = []
+    for split, part in splits_of(results):
+        ease = part["baselines"].get("ease", {}).get("full_catalog")
+        for name in config.TWO_STAGE_MODELS:
+            ours = part["models"].get(name, {}).get("full_catalog")
+            if not ours or not ease:
+                continue
+            for metric in ("recall@10", "ndcg@10"):
+                ratio = ours[metric] / ease[metric]
+                lines.append(
+                    f"{verdict(ratio >= goals['two_stage_vs_ease'])}: {label(name)} {split} split full-catalogue "
+                    f"{metric} {ours[metric]:.4f} = {ratio:.3f} × EASE's {ease[metric]:.4f} (target ≥ 1 ×, "
+                    f"aim ≥ {goals['two_stage_vs_ease_aim']:g} ×)"
+                )
+    for name in config.models_of("tuned"):
+        ours = results["models"].get(name)
+        if not ours:
+            continue
+        auc, ndcg = ours["rated"]["auc"], ours["reference_protocol"]["ndcg@10"]
+        lines.append(
+            f"{verdict(auc >= goals['tuned_auc'])}: {label(name)} AUC on rated test rows {auc:.4f} "
+            f"(target ≥ {goals['tuned_auc']})"
+        )
+        lines.append(
+            f"{verdict(ndcg >= goals['tuned_reference_ndcg'])}: {label(name)} reference-protocol NDCG@10 "
+            f"{ndcg:.4f} (target ≥ {goals['tuned_reference_ndcg']})"
+        )
+    for split, part in splits_of(results):
+        for name in config.TWO_STAGE_MODELS:
+            if name in part["models"]:
+                seconds = part["models"][name]["train_seconds"]
+                lines.append(
+                    f"{verdict(seconds <= goals['ranker_train_seconds'])}: {label(name)} ({split}) trained in "
+                    f"{seconds:.0f} s (target ≤ {goals['ranker_train_seconds']} s)"
+                )
+    new = results.get("new_users")
+    if new:
+        for name, scores in new["scorers"].items():
+            if name in new["baselines"]:
+                continue
+            for metric in ("recall@10", "ndcg@10"):
+                best = max(new["scorers"][b][metric] for b in new["baselines"])
+                lines.append(
+                    f"{verdict(scores[metric] > best)}: new users, {name}: {metric} {scores[metric]:.4f} vs "
+                    f"the best baseline's {best:.4f} (target: above most popular and EASE)"
+                )
+    return lines
+
+
+def describe(cfg: dict) -> str:
+    """A model's or tuning candidate's settings in one cell (settings a record predates take their defaults)."""
+    cfg = config.with_defaults(cfg)
+    units = cfg["dnn_hidden_units"]
+    parts = [f"AutoInt+MLP {'-'.join(map(str, units))} (dropout {cfg['dnn_dropout']:g})" if units else "AutoInt"]
+    if cfg["candidates"]:
+        folds = "by time" if cfg["fold_scheme"] == "time" else "random"
+        parts.append(
+            f"ranks EASE's top {cfg['candidates']} ({cfg['folds']} out-of-fold retrieval models, folds {folds}, "
+            f"{cfg['loss']} loss, {cfg['anonymous_share']:.0%} of lists anonymous, "
+            f"{cfg['anonymous_share'] * cfg['newcomer_share']:.0%} as newcomers)"
+        )
+    elif cfg["negatives"]:
+        parts.append(
+            f"{cfg['negatives']} {cfg['negative_sampler']} negatives"
+            + (" per rating on average, the same count for every user" if cfg["negatives_per"] == "user" else "")
+            + (", fresh each epoch" if cfg["fresh_negatives"] else ", drawn once")
+        )
+    else:
+        parts.append("rated rows only")
+    if cfg["history"]:
+        parts.append(f"liked history of {cfg['history']}")
+    if cfg["disliked_history"]:
+        parts.append(f"disliked history of {cfg['disliked_history']}")
+    if cfg["score_buckets"]:
+        parts.append("scores also bucketed")
+    if cfg["target"] != "liked":
+        parts.append(f"{cfg['target']} labels")
+    if cfg["l2_reg_embedding"] != config.TrainConfig.l2_reg_embedding:
+        parts.append(f"L2 on embeddings {cfg['l2_reg_embedding']:g}")
+    if cfg["recency_weight"]:
+        parts.append(f"later ratings weigh up to {1 + cfg['recency_weight']:g}×")
+    if cfg["ema_momentum"]:
+        parts.append(f"weights averaged (EMA {cfg['ema_momentum']:g})")
+    decay = f" × {cfg['lr_decay']:g}/epoch" if cfg["lr_decay"] != 1.0 else ""
+    parts.append(f"lr {cfg['learning_rate']:g}{decay}, batch {cfg['batch_size']}, emb {cfg['embedding_dim']}")
+    return "; ".join(parts)
+
+
+def tuning_table(tuning: dict) -> list[str]:
+    columns = [
+        ("reference_protocol/ndcg@10", "reference NDCG@10"),
+        ("rated/auc", "AUC"),
+        ("full_catalog/recall@10", "full Recall@10"),
+        ("full_catalog/ndcg@10", "full NDCG@10"),
+        ("full_catalog/hr@10", "full HR@10"),
+    ]
+    lines = []
+    for carve, part in tuning.items():
+        lines += [
+            f"### Validation carve: {carve}",
+            "",
+            f"{part['validation']['fit_rows']:,} training rows to fit; scored on "
+            f"{part['validation']['validation_rows']:,} held-out rows ({CARVE_TEXT[carve.split()[0]]}) of "
+            f"{part['validation']['users']:,} users. The test rows are never used.",
+            "",
+            "| candidate | epoch | " + " | ".join(title for _, title in columns) + " | train s |",
+            "|---|---:|" + "---:|" * len(columns) + "---:|",
+        ]
+        for record in part["baselines"]:
+            lines.append(
+                f"| {label(record['baseline'])} | | " + " | ".join(cell(record.get(key)) for key, _ in columns) + " | |"
+            )
+        for record in part["candidates"]:
+            lines.append(
+                f"| {describe(record['config'])} | {record['epoch']} | "
+                + " | ".join(cell(record.get(key)) for key, _ in columns)
+                + f" | {record['train_seconds']} |"
+            )
+        lines.append("")
+    return lines
+
+
+def training_table(histories: dict[str, dict]) -> list[str]:
+    lines = [
+        "| model | split | settings | train rows | train time (s) | final loss | final val_loss |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for (name, split), history in histories.items():
+        last = history["epochs"][-1]
+        lines.append(
+            f"| {label(name)} | {split} | {describe(history['config'])}; {len(history['epochs'])} epochs | "
+            f"{history['train_rows']:,} | {history['train_seconds']} | {last['loss']:.4f} | {last['val_loss']:.4f} |"
+        )
+    return lines
+
+
+def timing_table(timings: list[dict]) -> list[str]:
+    lines = ["| stage | wall time (s) | finished |", "|---|---:|---|"]
+    lines += [f"| {t['stage']} | {t['seconds']:.0f} | {t['finished']} |" for t in timings]
+    return lines
+
+
+def new_users_section(new: dict) -> list[str]:
+    lines = [
+        "## New people (study)",
+        "",
+        f"{new['held_out_users']:,} users ({new['share']:.0%}) were held out of every stage's training. Each is "
+        f"given only their first {new['given']} liked movies by time (and, where the row says so, their gender, "
+        "age and occupation); their other liked movies are what a Top-10 should find. Only the given movies are "
+        f"excluded. Averaged over {new['users']:,} held-out users with at least one further liked movie.",
+        "",
+        "| scorer | Recall@10 | NDCG@10 | HR@10 |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, scores in new["scorers"].items():
+        lines.append(f"| {label(name)} | {scores['recall@10']:.4f} | {scores['ndcg@10']:.4f} | {scores['hr@10']:.4f} |")
+    return lines + [""]
+
+
+def results_section(results: dict, heading: str, picture: str) -> list[str]:
+    lines = [heading, "", metrics_table(results), "", f"![metrics]({picture})", "", "### Targets", ""]
+    lines += [f"- {line}" for line in targets(results)] or ["(no two-stage or tuned model evaluated)"]
+    lines += ["", "### Where a model does not beat a baseline", ""]
+    losses = [f"{split} split: {line}" for split, part in splits_of(results) for line in beaten_by(part)]
+    lines += [f"- {line}" for line in losses] or ["Every model beats every baseline on every metric."]
+    return lines + [""]
+
+
+PROTOCOL_TEXT = """\
+- **reference protocol** (the original project's): each user's own *test* rows (about 33 movies the user
+  rated) are ranked; users with at least one positive count. Its **"Hit Rate@10" is a recall** (|top 10 ∩
+  positives| / |positives|) and its **NDCG@10 uses an uncapped IDCG**; both kept only to compare with the
+  published table.
+- **rated**: AUC and logloss over all rated test rows; NDCG@10 with the usual capped IDCG, per user over the
+  user's test rows. Logloss only means something for probabilities, so it is blank for counts.
+- **full catalog** (what `make recommend` does): for each test user, every movie without a training rating of
+  that user can be recommended, in the context of the user's most recent training rating; the Top-10 is
+  compared with the user's liked test movies. HR@10 is the share of users with at least one hit.
+- The **two-stage** models order the retrieval stage's candidates, so they only have full-catalogue numbers:
+  a rated test row outside a user's candidates has no score of theirs.
+- **baselines**: *random*; *most popular* (count of liked training ratings); *per-movie positive rate* (liked
+  share, smoothed toward the global rate); *EASE*, the retrieval stage alone (Steck 2019: a closed-form
+  item-item regression over each user's liked movies)."""
+
+
+def trained_histories(models_dir: Path) -> dict[tuple[str, str], dict]:
+    """{(name, split): training history} of every model of any path that is trained."""
+    from pipeline.ranking.model_files import load_training_log
+    from pipeline.settings_files import every_model
+
+    return {
+        (name, split): load_training_log(name, split, models_dir)
+        for name, split in every_model()
+        if config.model_path(name, split, models_dir).is_file()
+    }
+
+
+def build_report(artifacts: Path) -> str:
+    """The report from whatever the runs left in `artifacts`; sections whose inputs are missing are skipped."""
+    product = read_json(artifacts / "metrics.json")
+    study = read_json(artifacts / "study" / "metrics.json")
+    tuning = read_json(artifacts / "tuning.json")
+    first = product or study
+    lines = ["# Evaluation report: AutoInt and AutoInt+MLP on MovieLens 1M", ""]
+    if not first:
+        return "\n".join(lines + ["Nothing evaluated yet: run `make all`.", ""])
+    lines += [
+        f"Random 80/20 split of the ratings ({first['data']['train']:,} train, {first['data']['test']:,} test; "
+        f"scikit-learn `train_test_split`, seed 42); label = rating ≥ {config.LIKE_THRESHOLD}. Every number "
+        "below can be recomputed from `predictions/` and `top10/`.",
+        "",
+        "Models (`pipeline/config.py`): **two-stage** = the default recommender: EASE retrieval proposes each "
+        "user's candidates, AutoInt ranks them with the user's liked history; **reference** = the original "
+        "project's settings; in the study also **tuned** (the reference task with the liked history, tuned "
+        "on validation) and **sampled negatives** (the previous default: trained with sampled unrated "
+        "movies, scored over the whole catalogue).",
+        "",
+        "## Against the original project's published table (reference protocol)",
+        "",
+        reference_table(first),
+        "",
+        PROTOCOL_TEXT,
+        "",
+    ]
+    if product:
+        lines += results_section(
+            product, f"## `make all`: the product models (made {product.get('made', '?')})", "metrics.png"
+        )
+    if study:
+        lines += results_section(
+            study, f"## `make study`: every model, both splits (made {study.get('made', '?')})", "study_metrics.png"
+        )
+        if study.get("new_users"):
+            lines += new_users_section(study["new_users"])
+    histories = trained_histories(artifacts / "models")
+    if histories:
+        lines += ["## Training", "", *training_table(histories), "", "![loss curves](loss_curves.png)", ""]
+    timings = read_timings(artifacts)
+    if timings:
+        lines += ["## Time per stage", "", *timing_table(timings), "", "![timings](timings.png)", ""]
+    if tuning:
+        lines += ["## Hyper-parameter search (`make tune`, part of the study)", "", *tuning_table(tuning), ""]
+    return "\n".join(lines)
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text()) if path and Path(path).is_file() else None
+
+
+def read_timings(artifacts: Path) -> list[dict]:
+    """The stages' timing records in the order they finished (their files' modification times)."""
+    paths = sorted((artifacts / "timings").glob("*.json"), key=lambda path: path.stat().st_mtime)
+    return [json.loads(path.read_text()) for path in paths]
+
+
+def write_report(artifacts: Path) -> Path:
+    """report.md and its pictures from what is in `artifacts`."""
+    product, study = read_json(artifacts / "metrics.json"), read_json(artifacts / "study" / "metrics.json")
+    if product:
+        plots.plot_metrics(
+            product, artifacts / "metrics.png", "make all: models (blue) vs baselines (grey), random split"
+        )
+    if study:
+        plots.plot_metrics(
+            study, artifacts / "study_metrics.png", "make study: models (blue) vs baselines (grey), random split"
+        )
+    histories = trained_histories(artifacts / "models")
+    if histories:
+        plots.plot_losses(
+            {
+                label(name) + ("" if split == "random" else f", {split}"): history
+                for (name, split), history in histories.items()
+            },
+            artifacts / "loss_curves.png",
+        )
+    timings = read_timings(artifacts)
+    if timings:
+        plots.plot_timings(timings, artifacts / "timings.png")
+    write_text(artifacts / "report.md", build_report(artifacts))
+    return artifacts / "report.md"
+
+
+def report_command(
+    artifacts: Path = typer.Option(config.ARTIFACTS_DIR, help="The folder `make all` writes to."),
+) -> None:
+    """Write report.md and its pictures from metrics.json (and the study's, tuning.json, histories, timings)."""
+    started = time.perf_counter()
+    path = write_report(artifacts)
+    record_timing(artifacts, "report", time.perf_counter() - started)
+    typer.echo(f"wrote {path} and its pictures")

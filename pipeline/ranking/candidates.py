@@ -1,0 +1,186 @@
+"""Candidate lists: each user's (or new person's) K retrieval candidates with everything the ranker reads.
+
+The ranking stage of the default recommender: DeepCTR AutoInt ordering the retrieval stage's candidates.
+
+For each user the retrieval stage (EASE over the user's whole liked history) proposes the K movies they
+are most likely to like; the ranker orders those K using what retrieval cannot see: who the user is,
+when they rate, the movie's fields, and (through the history field and the retrieval signal) what they liked.
+
+A CandidateLists holds L lists of K candidates in compact form (a list's user fields and history once, not K
+times); pipeline.ranking.list_inputs expands them to the ranker's candidate rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from pipeline import config
+from pipeline.config import TrainConfig
+from pipeline.data import history
+from pipeline.data.history import latest_context
+from pipeline.retrieval import ease
+
+
+@dataclass(frozen=True)
+class CandidateLists:
+    """L candidate lists of K movies each, with everything the ranker reads about their user.
+
+    owner     (L,) the user code of each list (-1 for a new person)
+    profile   (L, 5) user fields in config.USER_FIELDS order, codes shifted by one (0 = unknown)
+    context   (L, 3) rating-time fields in config.CONTEXT_FIELDS order, codes shifted by one
+    history   (L, H) latest liked movies, oldest first, codes shifted by one (0 = padding)
+    movies    (L, K) candidate movie codes (not shifted), retrieval order
+    scores    (L, K) their retrieval scores (raw EASE, from the liked movies)
+    disliked  (L, K) their EASE scores from the user's rated-but-not-liked movies
+    rated_from_liked, rated_from_disliked
+              (L, K) the every-rating model's scores from the liked and from the other rated movies
+              (kept apart so that a list can be made to look like a new person's, who names liked ones)
+    recent    (L, K) the liked model's scores from the latest cfg.recent_liked liked movies, or None
+    labels    (L, K) 1.0 where the candidate is a liked movie of the held-out fold (training only)
+    """
+
+    owner: np.ndarray
+    profile: np.ndarray
+    context: np.ndarray
+    history: np.ndarray
+    movies: np.ndarray
+    scores: np.ndarray
+    disliked: np.ndarray
+    rated_from_liked: np.ndarray
+    rated_from_disliked: np.ndarray
+    recent: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    @property
+    def rated(self) -> np.ndarray:
+        """The every-rating model's scores from every movie the user rated."""
+        return self.rated_from_liked + self.rated_from_disliked
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def take(self, rows) -> CandidateLists:
+        return CandidateLists(
+            **{
+                field.name: None if getattr(self, field.name) is None else getattr(self, field.name)[rows]
+                for field in dataclasses.fields(self)
+            }
+        )
+
+    @staticmethod
+    def concat(parts: list[CandidateLists]) -> CandidateLists:
+        return CandidateLists(
+            **{
+                field.name: None
+                if getattr(parts[0], field.name) is None
+                else np.concatenate([getattr(part, field.name) for part in parts])
+                for field in dataclasses.fields(CandidateLists)
+            }
+        )
+
+
+def user_lists(
+    fitted: ease.Retrieval,
+    inputs: pd.DataFrame,
+    users: pd.DataFrame,
+    cfg: TrainConfig,
+    labels_from: pd.DataFrame | None = None,
+) -> CandidateLists:
+    """One list per user with input rows: the top cfg.candidates movies of `fitted` that the user has no
+    row of in `inputs`, with the user's fields, latest context and liked history from `inputs`.
+
+    users        the user table (codes, one row per code 0..n_users-1)
+    labels_from  rows whose liked movies label the candidates (a held-out fold), or None
+    """
+    n_users, n_movies = len(users), fitted.n_movies
+    owners = np.flatnonzero(np.bincount(inputs["user_id"], minlength=n_users) > 0)
+    liked = ease.liked_matrix(inputs, n_users, n_movies)[owners]
+    seen = ease.interaction_matrix(inputs, n_users, n_movies)[owners]
+    movies, scores = fitted.top_k(liked, seen, cfg.candidates)
+    disliked = ease.interaction_matrix(inputs[inputs["label"] == 0], n_users, n_movies)[owners]
+
+    def at_candidates(all_scores):
+        return np.take_along_axis(all_scores, movies, axis=1)
+
+    labels = None
+    if labels_from is not None:
+        positives = labels_from[labels_from["label"] == 1]
+        keys = positives["user_id"].to_numpy(np.int64) * n_movies + positives["movie_id"].to_numpy()
+        labels = np.isin(owners[:, None] * n_movies + movies, keys).astype(np.float32)
+    profile = users.set_index("user_id").loc[owners, list(config.USER_FIELDS[1:])].to_numpy()
+    return CandidateLists(
+        owner=owners,
+        profile=np.column_stack([owners, profile]).astype(np.int64) + 1,
+        context=latest_context(inputs).loc[owners].to_numpy(np.int64) + 1,
+        history=history.user_histories(inputs, n_users, cfg.history)[owners],
+        movies=movies,
+        scores=scores,
+        disliked=at_candidates(fitted.scores(disliked)),
+        rated_from_liked=at_candidates(fitted.rated_scores(liked)),
+        rated_from_disliked=at_candidates(fitted.rated_scores(disliked)),
+        recent=recent_scores(fitted, history.user_histories(inputs, n_users, cfg.recent_liked)[owners], movies),
+        labels=labels,
+    )
+
+
+def person_lists(
+    fitted: ease.Retrieval,
+    liked_movies: list[np.ndarray],
+    profiles: np.ndarray,
+    contexts: np.ndarray,
+    cfg: TrainConfig,
+) -> CandidateLists:
+    """Lists for people known only by the movies they like (codes, oldest first) and whatever of their
+    profile they gave (shifted codes, 0 = unknown); their liked movies are the only ones excluded."""
+    n_movies = fitted.n_movies
+    rows = np.repeat(np.arange(len(liked_movies)), [len(movies) for movies in liked_movies])
+    columns = np.concatenate(liked_movies) if liked_movies else np.zeros(0, np.int64)
+    liked = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=(len(liked_movies), n_movies))
+    liked.data[:] = 1.0
+    movies, scores = fitted.top_k(liked, liked, cfg.candidates)
+    rated = np.take_along_axis(fitted.rated_scores(liked), movies, axis=1)
+    return CandidateLists(
+        owner=np.full(len(liked_movies), -1),
+        profile=np.asarray(profiles, np.int64),
+        context=np.asarray(contexts, np.int64),
+        history=latest_of(liked_movies, cfg.history),
+        movies=movies,
+        scores=scores,
+        disliked=np.zeros_like(scores),
+        rated_from_liked=rated,
+        rated_from_disliked=np.zeros_like(scores),
+        recent=recent_scores(fitted, latest_of(liked_movies, cfg.recent_liked), movies),
+    )
+
+
+def latest_of(liked_movies: list[np.ndarray], length: int) -> np.ndarray:
+    """(people, length): each person's last `length` movie codes (oldest first, right-aligned), shifted by
+    one, 0 pads: the history field's layout (history.user_histories) for a list given in order."""
+    out = np.zeros((len(liked_movies), length), dtype=np.int32)
+    for row, mine in enumerate(liked_movies):
+        latest = np.asarray(mine, dtype=np.int32)[len(mine) - min(length, len(mine)) :] + 1
+        out[row, length - len(latest) :] = latest
+    return out
+
+
+def recent_scores(fitted: ease.Retrieval, latest: np.ndarray, movies: np.ndarray) -> np.ndarray | None:
+    """The liked model's scores of `movies` from each list's latest liked movies (shifted codes, 0 pads), or
+    None when there are none to read (recent_liked = 0)."""
+    if latest.shape[1] == 0:
+        return None
+    rows, columns = np.nonzero(latest)
+    matrix = sparse.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, latest[rows, columns] - 1)), shape=(len(latest), fitted.n_movies)
+    )
+    return np.take_along_axis(fitted.scores(matrix), movies, axis=1)
+
+
+def with_context(lists: CandidateLists, codes) -> CandidateLists:
+    """The same lists scored in another rating-time context (codes of config.CONTEXT_FIELDS, not shifted)."""
+    context = np.tile(np.asarray(codes, dtype=np.int64) + 1, (len(lists), 1))
+    return dataclasses.replace(lists, context=context)

@@ -1,0 +1,6 @@
+"""Recommending: the recommending core (recommend), its terminal commands, the HTTP API (serve) and the web
+page (app). Movies and users go in and out as MovieLens IDs.
+
+May import: pipeline.evaluation (the page shows the report), pipeline.ranking, pipeline.retrieval,
+pipeline.data and the bottom layer; never pipeline.training. Only the benchmarks and the CLI sit above it.
+"""

@@ -1,0 +1,182 @@
+"""The web page: a user's profile, liked history and Top-N; a new person's Top-N from movies they pick; the report.
+
+Run with `make app` (streamlit run pipeline/serving/app.py, on 127.0.0.1 unless APP_HOST says otherwise). Every list
+and number comes from pipeline.serving.recommend and the evaluation's files; this file only lays them out. It
+starts with whatever `make all` has made so far and says what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# `streamlit run` puts this file's folder on sys.path, not the repository root that holds `pipeline`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import streamlit as st  # noqa: E402
+
+from pipeline import config  # noqa: E402
+from pipeline.evaluation import report
+from pipeline.labels import ARCHITECTURE_LABELS, MODE_LABELS  # noqa: E402
+from pipeline.serving import recommend
+
+MODEL_LABELS = {**ARCHITECTURE_LABELS, "both": "Both, side by side"}
+LATEST = "month of the user's latest rating"
+NOT_GIVEN = "not given"
+
+
+def root() -> Path:
+    """Read at call time so that tests can point the page at their own small run."""
+    return Path(os.environ.get("ML_PIPELINE_ROOT", config.ROOT))
+
+
+@st.cache_resource(show_spinner="Loading data…")
+def load(processed_dir: str, models_dir: str) -> recommend.Recommender:
+    return recommend.load_recommender(Path(processed_dir), Path(models_dir))
+
+
+def show_lists(lists: dict, n: int) -> None:
+    for column, (name, top) in zip(st.columns(len(lists)), lists.items()):
+        column.markdown(f"**{name}**")
+        # A plain table: every row is in the page, to read, copy and test.
+        column.table(top[["rank", "movie_id", "title", "genres", "score"]].set_index("rank"))
+
+
+def user_view(rec: recommend.Recommender) -> None:
+    left, middle, right = st.columns(3)
+    user_text = left.text_input("User ID", value="3")
+    model = middle.selectbox(
+        "Model",
+        list(MODEL_LABELS),
+        index=list(MODEL_LABELS).index(config.DEFAULT_ARCHITECTURE),  # the product's default, as make recommend
+        format_func=MODEL_LABELS.get,
+    )
+    mode = right.radio(
+        "Mode",
+        list(config.SERVED_MODES),
+        format_func=MODE_LABELS.get,
+        horizontal=True,
+        help="two-stage: EASE retrieval proposes, AutoInt ranks (default); "
+        "reference: the original project's models over the whole catalogue",
+    )
+    left, middle, right = st.columns(3)
+    year = left.selectbox("Target year", [LATEST, *recommend.valid_years(rec)])
+    month = middle.selectbox("Target month", [LATEST, *range(1, 13)], disabled=year == LATEST)
+    n = right.number_input("How many movies (N)", min_value=1, max_value=100, value=10)
+    try:
+        user_id = recommend.parse_user(user_text)
+        chosen_year = None if year == LATEST else int(year)
+        chosen_month = None if year == LATEST or month == LATEST else int(month)
+        output = recommend.known_user_output(rec, user_id, model, mode, chosen_year, chosen_month, int(n))
+    except recommend.RecommendError as error:
+        st.error(str(error))
+        return
+    who = output["profile"]
+    st.subheader(f"User {who['user_id']}")
+    for column, key in zip(st.columns(4), ("gender", "age", "occupation", "zip")):
+        column.metric(key.capitalize(), who[key])
+    st.subheader(f"Top {int(n)} movies not yet rated ({MODE_LABELS[mode]})")
+    show_lists(output["recommendations"], int(n))
+    history = output["liked_history"]
+    st.subheader(f"Liked history: {len(history)} movies rated 4 or 5, newest first")
+    st.dataframe(history[["title", "genres", "rating", "date"]], hide_index=True)
+
+
+@st.cache_data
+def movie_choices(_rec: recommend.Recommender, key: str) -> dict[int, str]:
+    """Every movie as {MovieLens ID: "Title (genres)"}, most liked first, for the searchable picker."""
+    found = recommend.movies_by_likes(_rec)
+    return {int(row.movie_id): f"{row.title} · {row.genres.replace('|', ', ')}" for row in found.itertuples()}
+
+
+def new_person_view(rec: recommend.Recommender) -> None:
+    st.markdown("Pick movies you liked (type to search); the two-stage model recommends at once, no retraining.")
+    choices = movie_choices(rec, str(rec.models_dir))
+    liked = st.multiselect(
+        "Movies you liked",
+        list(choices),
+        format_func=choices.get,
+        max_selections=config.MAX_LIKED,
+        placeholder="Start typing a title…",
+    )
+    columns = st.columns(4)
+    gender = columns[0].selectbox(
+        "Gender (optional)",
+        [NOT_GIVEN, *recommend.GENDER_LABELS],
+        format_func=lambda g: recommend.GENDER_LABELS.get(g, g),
+    )
+    age = columns[1].selectbox(
+        "Age (optional)", [NOT_GIVEN, *recommend.AGE_LABELS], format_func=lambda a: recommend.AGE_LABELS.get(a, a)
+    )
+    occupation = columns[2].selectbox(
+        "Occupation (optional)",
+        [NOT_GIVEN, *recommend.OCCUPATION_LABELS],
+        format_func=lambda o: recommend.OCCUPATION_LABELS.get(o, o),
+    )
+    n = columns[3].number_input("How many movies", min_value=1, max_value=100, value=10, key="new_n")
+    if not liked:
+        st.info("Pick at least one movie.")
+        return
+    try:
+        output = recommend.new_person_output(
+            rec,
+            liked,
+            config.DEFAULT_ARCHITECTURE,
+            "two_stage",
+            None if gender == NOT_GIVEN else gender,
+            None if age == NOT_GIVEN else int(age),
+            None if occupation == NOT_GIVEN else int(occupation),
+            None,
+            None,
+            int(n),
+        )
+    except recommend.RecommendError as error:
+        st.error(str(error))
+        return
+    st.subheader(f"Top {int(n)} for you")
+    show_lists(output["recommendations"], int(n))
+
+
+def report_view(artifacts: Path) -> None:
+    results = report.read_json(artifacts / "metrics.json")
+    if not results:
+        st.error("No evaluation yet: run `make all` (or `make evaluate`) first.")
+        return
+    st.subheader("Against the original project's published table (reference protocol)")
+    st.markdown(report.reference_table(results))
+    st.subheader("Every model and baseline under every protocol")
+    st.markdown(report.metrics_table(results))
+    study = report.read_json(artifacts / "study" / "metrics.json")
+    if study:
+        st.subheader(f"The study: every model on both splits (made {study.get('made', '?')})")
+        st.markdown(report.metrics_table(study))
+    for image, caption in (("metrics.png", "Models vs baselines"), ("loss_curves.png", "Training curves")):
+        if (artifacts / image).is_file():
+            st.image(str(artifacts / image), caption=caption)
+    if (artifacts / "report.md").is_file():
+        with st.expander("Full report (report.md)"):
+            st.markdown((artifacts / "report.md").read_text())
+
+
+def main() -> None:
+    st.set_page_config(page_title="AutoInt movie recommender", layout="wide")
+    st.title("AutoInt movie recommender · MovieLens 1M")
+    base = root()
+    user_tab, new_tab, report_tab = st.tabs(["A MovieLens user", "New here? Pick movies", "Evaluation report"])
+    try:
+        rec = load(str(base / "data" / "processed"), str(base / "artifacts" / "models"))
+    except recommend.RecommendError as error:
+        rec = None
+        for tab in (user_tab, new_tab):
+            tab.error(f"{error}. The page needs the artifacts of `make all`.")
+    if rec is not None:
+        with user_tab:
+            user_view(rec)
+        with new_tab:
+            new_person_view(rec)
+    with report_tab:
+        report_view(base / "artifacts")
+
+
+main()

@@ -1,0 +1,238 @@
+"""What the Makefile asks of config.py: the model lists of each path, and one settings file per model.
+
+A model is rebuilt when *its own* resolved settings change, not when config.py changes as a file:
+`write` keeps artifacts/models/[<split>/]<name>.settings.json equal to the model's settings and rewrites
+a file only when its content changes, so Make sees a new timestamp only then.
+
+Training options given on the command line (`make train MODEL=x EPOCHS=2`) are one-off overrides:
+they are stored in x's settings file and stay there (a later plain `make all` does not undo them, it
+names them in a NOTE line) until `make train MODEL=x` is run without options, which trains x at
+its defaults again.
+
+The stages that are not models have settings files too, holding only what they read from config.py:
+data/processed/preprocess.settings.json (the feature schema and the split), models/[<split>/]retrieval
+.settings.json (EASE's L2) and artifacts/evaluate.settings.json (the protocols' sizes).
+
+Standard library only: the Makefile runs this with the system's Python before .venv exists.
+    python3 -m pipeline.settings_files makefile       the model lists as Make variables (the Makefile includes them)
+    python3 -m pipeline.settings_files write [--model NAME --split SPLIT --set field=value ...]
+    python3 -m pipeline.settings_files check [the same options]   (prints one error line, or nothing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from pipeline import config
+
+PATHS = {"product": config.PRODUCT_MODELS, "study": config.STUDY_MODELS}
+
+
+class SettingsError(ValueError):
+    """A user mistake in MODEL=, SPLIT= or a training option; the message is the one line shown."""
+
+
+def settings_path(name: str, split: str, models_dir: Path = config.MODELS_DIR) -> Path:
+    return config.model_path(name, split, models_dir).with_suffix(".settings.json")
+
+
+def every_model() -> list[tuple[str, str]]:
+    """(name, split) of every model any path trains, in a fixed order."""
+    pairs = [(name, split) for path in PATHS.values() for split, names in path.items() for name in names]
+    return list(dict.fromkeys(pairs))
+
+
+def parse_value(field: dataclasses.Field, text: str):
+    """A command-line value as the TrainConfig field's type."""
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind.startswith("tuple"):
+            return tuple(int(part) for part in text.strip("()").replace(" ", "").split(",") if part)
+        if kind == "bool":
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes")
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise SettingsError(f"{field.name} must be {kind}, not {text!r}") from None
+    return text
+
+
+def parse_overrides(assignments: list[str]) -> dict:
+    fields = {field.name: field for field in dataclasses.fields(config.TrainConfig)}
+    overrides = {}
+    for assignment in assignments:
+        key, _, value = assignment.partition("=")
+        if key not in fields or key == "model":
+            raise SettingsError(f"unknown training option {key!r}")
+        overrides[key] = parse_value(fields[key], value)
+    return overrides
+
+
+def resolved(name: str, split: str, overrides: dict) -> dict:
+    """The settings file's content: the model's settings on `split` (config.model_settings) with `overrides`."""
+    cfg = dataclasses.replace(config.model_settings(name, split), **overrides)
+    return {"model": name, "fields": list(config.FIELDS), "config": dataclasses.asdict(cfg), "overrides": overrides}
+
+
+def write_if_changed(path: Path, content: dict) -> bool:
+    """Write `content` as JSON to `path` unless the file already holds exactly that (its timestamp then stays)."""
+    text = json.dumps(content, indent=2, sort_keys=True) + "\n"
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+def checked_overrides(model: str | None, split: str, assignments: list[str]) -> dict:
+    """The overrides `assignments` give `model`; SettingsError for an unknown model, split or option."""
+    if model is not None and model not in config.MODELS:
+        raise SettingsError(f"unknown model {model!r}; MODEL= takes one of {', '.join(config.MODELS)}")
+    if split not in config.SPLITS:
+        raise SettingsError(f"unknown split {split!r}; SPLIT= takes one of {', '.join(config.SPLITS)}")
+    if assignments and model is None:
+        raise SettingsError("training options apply to one model: make train MODEL=<name> " + " ".join(assignments))
+    return parse_overrides(list(assignments))
+
+
+def write_all(
+    models_dir: Path,
+    model: str | None = None,
+    split: str = "random",
+    assignments: list[str] = (),
+    processed_dir: Path = config.PROCESSED_DIR,
+    artifacts_dir: Path = config.ARTIFACTS_DIR,
+) -> list[str]:
+    """Bring every settings file up to date; `model` (with its `assignments`, possibly none) replaces that
+    model's overrides. Returns one NOTE line per model that keeps overrides."""
+    given = checked_overrides(model, split, list(assignments))
+    for path, content in stage_settings(processed_dir, models_dir, artifacts_dir).items():
+        write_if_changed(path, content)
+    notes = []
+    for name, model_split in {*every_model(), *([(model, split)] if model else [])}:
+        path = settings_path(name, model_split, models_dir)
+        if (name, model_split) == (model, split):
+            overrides = given
+        else:
+            kept = json.loads(path.read_text()).get("overrides", {}) if path.is_file() else {}
+            overrides = {key: value for key, value in kept.items() if key in config.TrainConfig.__dataclass_fields__}
+            overrides = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
+        write_if_changed(path, resolved(name, model_split, overrides))
+        if overrides:
+            shown = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()))
+            where = "" if model_split == "random" else f" SPLIT={model_split}"
+            notes.append(
+                f"NOTE: {name} ({model_split}) keeps the one-off options {shown}; "
+                f"`make train MODEL={name}{where}` trains it at its defaults again"
+            )
+    return sorted(notes)
+
+
+def stage_settings(processed_dir: Path, models_dir: Path, artifacts_dir: Path) -> dict[Path, dict]:
+    """The settings files of the stages that are not models, with what each stage reads from config.py."""
+    stages = {
+        processed_dir / "preprocess.settings.json": {
+            "fields": config.FIELDS,
+            "user_fields": config.USER_FIELDS,
+            "movie_fields": config.MOVIE_FIELDS,
+            "context_fields": config.CONTEXT_FIELDS,
+            "genre_placeholder": config.GENRE_PLACEHOLDER,
+            "like_threshold": config.LIKE_THRESHOLD,
+            "test_size": config.TEST_SIZE,
+            "split_seed": config.SPLIT_SEED,
+        }
+    }
+    for split in config.SPLITS:
+        stages[retrieval_settings_path(split, models_dir)] = {"ease_l2": config.EASE_L2}
+    stages[artifacts_dir / "evaluate.settings.json"] = {
+        "top_n": config.TOP_N,
+        "new_user_share": config.NEW_USER_SHARE,
+        "new_user_given": config.NEW_USER_GIVEN,
+        "positive_rate_prior": config.POSITIVE_RATE_PRIOR,
+        "product": config.PRODUCT_MODELS,
+        "study": config.STUDY_MODELS,
+    }
+    return stages
+
+
+def retrieval_settings_path(split: str, models_dir: Path) -> Path:
+    return config.model_path("retrieval", split, models_dir).with_suffix(".settings.json")
+
+
+def makefile_variables(models_dir: Path) -> str:
+    """The model lists as Make variable assignments (the Makefile includes them; config.py is their source)."""
+
+    def files(pairs, suffix=".keras"):
+        return " ".join(str(config.model_path(name, split, models_dir).with_suffix(suffix)) for name, split in pairs)
+
+    def pairs_of(path):
+        return [(name, split) for split, names in PATHS[path].items() for name in names]
+
+    every = every_model()
+    variables = {
+        "PRODUCT_MODEL_FILES": files(pairs_of("product")),
+        "STUDY_MODEL_FILES": files(pairs_of("study")),
+        "REFERENCE_MODEL_FILES": files((name, "random") for name in config.REFERENCE_MODELS),
+        "FIELD_MODEL_FILES": files(pair for pair in every if not config.MODELS[pair[0]].candidates),
+        "TWO_STAGE_MODEL_FILES": files(pair for pair in every if config.MODELS[pair[0]].candidates),
+        "SERVED_MODEL_FILES": files(
+            (config.model_name(architecture, mode), "random")
+            for mode in config.SERVED_MODES
+            for architecture in config.ARCHITECTURES
+        ),
+        "DEFAULT_MODEL_FILES": files((name, "random") for name in config.TWO_STAGE_MODELS),
+        "PRECOMPUTED": " ".join(
+            str(models_dir.parent / "precomputed" / f"{name}.parquet") for name in config.TWO_STAGE_MODELS
+        ),
+        "MODEL_SETTINGS_FILES": files(every, ".settings.json"),
+        "MODEL_NAMES": " ".join(config.MODELS),
+    }
+    return "".join(f"{key} := {value}\n" for key, value in variables.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m pipeline.settings_files", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    makefile = commands.add_parser("makefile", help="The model lists as Make variables.")
+    makefile.add_argument("--models-dir", type=Path, default=Path("artifacts/models"))
+    write = commands.add_parser("write", help="Bring every settings file up to date.")
+    check = commands.add_parser("check", help="Only check MODEL=, SPLIT= and the options (one error line).")
+    for command in (write, check):
+        command.add_argument("--model", default=None)
+        command.add_argument("--split", default="random")
+        command.add_argument("--set", dest="assignments", action="append", default=[], metavar="FIELD=VALUE")
+    write.add_argument("--models-dir", type=Path, default=Path("artifacts/models"))
+    write.add_argument("--processed-dir", type=Path, default=Path("data/processed"))
+    write.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+    args = parser.parse_args(argv)
+    if args.command == "makefile":
+        print(makefile_variables(args.models_dir), end="")
+        return 0
+    try:
+        if args.command == "check":
+            checked_overrides(args.model or None, args.split, args.assignments)
+            return 0
+        notes = write_all(
+            args.models_dir, args.model or None, args.split, args.assignments, args.processed_dir, args.artifacts_dir
+        )
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(note, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Child processes measured by the operating system's own accounting: exit code, wall time and peak RSS
 (os.wait4's ru_maxrss of that process alone, not of this one), and free loopback ports for services and
-workers started on this machine."""
+workers started on this machine, and stopping a child politely."""
 
 from __future__ import annotations
 
@@ -26,6 +26,21 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    return free_ports(1, host)[0]
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM (a service shuts down gracefully), then SIGKILL if it is still there after `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_measured(process: subprocess.Popen, block: bool) -> dict | None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipeline.serving import recommend
+from pipeline.serving.recommender import Recommender
 
 APP = str(Path(__file__).parent.parent / "pipeline" / "serving" / "app.py")
 
@@ -18,7 +18,7 @@ def page(small_run, monkeypatch):
 
 @pytest.fixture(scope="module")
 def rec(small_run):
-    return recommend.load_recommender(small_run / "data" / "processed", small_run / "artifacts" / "models")
+    return Recommender.load(small_run / "data" / "processed", small_run / "artifacts" / "models")
 
 
 def test_user_input_shows_profile_history_and_the_cores_n_rows(page, rec):
@@ -29,14 +29,14 @@ def test_user_input_shows_profile_history_and_the_cores_n_rows(page, rec):
     page.run()
     assert not page.exception and not page.error
     assert [metric.value for metric in page.metric] == [
-        recommend.profile(rec, 5)[key] for key in ("gender", "age", "occupation", "zip")
+        rec.profile(5)[key] for key in ("gender", "age", "occupation", "zip")
     ]
     assert len(page.table) == 1
     shown = page.table[0].value
-    expected = recommend.recommend(rec, 5, "autoint", n=7)
+    expected = rec.recommend(5, "autoint", n=7)
     assert list(shown["movie_id"]) == list(expected["movie_id"])
     history = page.dataframe[0].value
-    assert list(history["title"]) == list(recommend.liked_history(rec, 5)["title"])
+    assert list(history["title"]) == list(rec.liked_history(5)["title"])
 
 
 def test_comparison_mode_shows_two_tables_side_by_side(page):
@@ -59,12 +59,12 @@ def test_unknown_user_shows_a_message(page):
 def test_a_new_person_picks_movies_and_gets_the_cores_top_n(page, rec):
     page.run()
     picker = page.multiselect[0]
-    liked = list(recommend.movies_by_likes(rec)["movie_id"].head(3))
+    liked = list(rec.movies_by_likes()["movie_id"].head(3))
     picker.set_value(liked)
     page.run()
     assert not page.exception and not page.error
     tables = [table.value for table in page.table]
-    expected = recommend.recommend_for_liked(rec, liked, n=10)
+    expected = rec.recommend_for_liked(liked, n=10)
     assert any(list(table["movie_id"]) == list(expected["movie_id"]) for table in tables)
 
 

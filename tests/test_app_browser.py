@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.processes import free_port, stop_process
+from pipeline.serving.recommender import Recommender
+
 REPO = Path(__file__).parent.parent
 BROWSER = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -30,12 +33,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(port: int, server: subprocess.Popen, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -50,12 +47,10 @@ def wait_for(port: int, server: subprocess.Popen, seconds: float = 90) -> None:
 
 
 def test_enter_a_user_and_see_the_cores_recommendations(small_run, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # here: a machine without it still collects the module
 
-    from pipeline.serving import recommend
-
-    rec = recommend.load_recommender(small_run / "data" / "processed", small_run / "artifacts" / "models")
-    expected = recommend.recommend(rec, 7)["title"].tolist()
+    rec = Recommender.load(small_run / "data" / "processed", small_run / "artifacts" / "models")
+    expected = rec.recommend(7)["title"].tolist()
 
     port = free_port()
     server = subprocess.Popen(
@@ -101,5 +96,4 @@ def test_enter_a_user_and_see_the_cores_recommendations(small_run, tmp_path):
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        stop_process(server, timeout=20)

@@ -1,13 +1,12 @@
-"""The HTTP service (pipeline/serving/serve.py) as a client sees it: the real `python -m pipeline serve` in a
+"""The HTTP service (pipeline/serving/http_api.py) as a client sees it: the real `python -m pipeline serve` in a
 subprocess on a free loopback port, over the small generated run, called with httpx. Every answer is checked against
-pipeline.serving.recommend in-process on the same artifacts; bad input must give 404/405/413/422 with a JSON body,
+the Recommender in-process on the same artifacts; bad input must give 404/405/413/422 with a JSON body,
 never a 500; a concurrent burst must answer each request for its own user. The service runs 2 worker processes
 with 2 recommender threads each, so that requests share a Recommender across threads as well as processes."""
 
 import hashlib
 import json
 import random
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,15 +15,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import config
-from pipeline.bench.serve_bench import free_port, start_service
-from pipeline.serving import recommend
+from pipeline.bench.serve_bench import start_service
+from pipeline.processes import free_port, stop_process
+from pipeline.serving.recommender import Recommender, model_name
 
 RECOMMENDATIONS = "/v1/users/{user_id}/recommendations"
 
 
 @pytest.fixture(scope="module")
 def rec(small_run):
-    return recommend.load_recommender(small_run / "data" / "processed", small_run / "artifacts" / "models")
+    return Recommender.load(small_run / "data" / "processed", small_run / "artifacts" / "models")
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +46,7 @@ def service(small_run, tmp_path_factory):
                 time.sleep(0.2)
         yield base, log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +86,9 @@ def test_health_says_which_models_are_loaded_when_trained_and_the_data_checksum(
 
 
 def test_profile_and_liked_history_are_the_cores(client, rec):
-    assert client.get("/v1/users/5").json() == recommend.profile(rec, 5)
+    assert client.get("/v1/users/5").json() == rec.profile(5)
     liked = client.get("/v1/users/5/liked").json()
-    want = recommend.liked_history(rec, 5).to_dict("records")
+    want = rec.liked_history(5).to_dict("records")
     assert liked == {"user_id": 5, "count": len(want), "items": want}
     assert liked["count"] > 0
 
@@ -101,7 +96,7 @@ def test_profile_and_liked_history_are_the_cores(client, rec):
 @pytest.mark.parametrize("architecture", config.ARCHITECTURES)
 @pytest.mark.parametrize("mode", config.SERVED_MODES)
 def test_top_n_is_the_cores_for_every_model_and_mode(client, rec, architecture, mode):
-    year, month = recommend.valid_years(rec)[0], int(rec.encoders.classes["rating_month"][0])
+    year, month = rec.valid_years()[0], int(rec.encoders.classes["rating_month"][0])
     answer = client.get(
         RECOMMENDATIONS.format(user_id=7),
         params={"n": 7, "model": architecture, "mode": mode, "year": year, "month": month},
@@ -110,26 +105,26 @@ def test_top_n_is_the_cores_for_every_model_and_mode(client, rec, architecture, 
     body = answer.json()
     assert (body["user_id"], body["model"], body["architecture"], body["mode"]) == (
         7,
-        recommend.model_name(architecture, mode),
+        model_name(architecture, mode),
         architecture,
         mode,
     )
     assert body["context"] == {"year": year, "month": month, "source": "given"}
     assert len(body["items"]) == 7
-    assert_same_items(body["items"], expected_items(recommend.recommend(rec, 7, architecture, year, month, 7, mode)))
+    assert_same_items(body["items"], expected_items(rec.recommend(7, architecture, year, month, 7, mode)))
 
 
 def test_top_n_defaults_are_the_default_model_n_and_the_users_latest_month(client, rec):
     body = client.get(RECOMMENDATIONS.format(user_id=12)).json()
     assert body["model"] == config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE)
-    year, month = recommend.context(rec, 12)
+    year, month = rec.context(12)
     assert body["context"] == {"year": year, "month": month, "source": "the month of the user's latest rating"}
-    assert_same_items(body["items"], expected_items(recommend.recommend(rec, 12)))
+    assert_same_items(body["items"], expected_items(rec.recommend(12)))
     assert len(body["items"]) == config.TOP_N
 
 
 def test_new_person_top_n_is_recommend_for_liked(client, rec):
-    movies = recommend.movies_by_likes(rec)["movie_id"].tolist()
+    movies = rec.movies_by_likes()["movie_id"].tolist()
     liked = [movies[3], movies[10], movies[3], movies[25]]
     person = {"liked": liked, "gender": "F", "age": 25, "occupation": 4, "n": 6, "model": "autoint"}
     answer = client.post("/v1/recommendations", json=person)
@@ -137,18 +132,18 @@ def test_new_person_top_n_is_recommend_for_liked(client, rec):
     body = answer.json()
     assert body["user_id"] is None and body["model"] == "autoint_two_stage" and body["mode"] == "two_stage"
     assert [movie["movie_id"] for movie in body["liked"]] == [movies[3], movies[10], movies[25]]
-    want = recommend.recommend_for_liked(rec, liked, "autoint", "F", 25, 4, None, None, 6)
+    want = rec.recommend_for_liked(liked, "autoint", "F", 25, 4, None, None, 6)
     assert_same_items(body["items"], expected_items(want))
     assert not {item["movie_id"] for item in body["items"]} & set(liked)
-    year, month = recommend.context(rec, None)
+    year, month = rec.context(None)
     assert body["context"] == {"year": year, "month": month, "source": "the latest month in the ratings"}
 
 
 def test_movie_search_finds_ids_by_title(client, rec):
-    title = recommend.movies_by_likes(rec)["title"].iloc[0]
+    title = rec.movies_by_likes()["title"].iloc[0]
     fragment = title.split(" (")[0][2:].upper()
     body = client.get("/v1/movies", params={"q": fragment, "limit": 3}).json()
-    assert body["items"] == recommend.search_movies(rec, fragment, 3).to_dict("records")
+    assert body["items"] == rec.search_movies(fragment, 3).to_dict("records")
     assert 1 <= len(body["items"]) <= 3 and title in [item["title"] for item in body["items"]]
     accented = client.get("/v1/movies", params={"q": "é"}).json()["items"]
     assert accented and all("é" in item["title"] for item in accented)
@@ -198,7 +193,7 @@ BAD_REQUESTS = [
 )
 def test_bad_input_is_a_json_4xx_that_says_what_is_wrong(client, rec, method, path, given, status, words):
     if "liked" in given and given["liked"] == [1]:
-        given = {**given, "liked": [int(recommend.movies_by_likes(rec)["movie_id"].iloc[0])]}
+        given = {**given, "liked": [int(rec.movies_by_likes()["movie_id"].iloc[0])]}
     answer = client.request(method, path, **({"json": given} if method == "POST" else {"params": given}))
     assert answer.status_code == status, answer.text
     body = answer.json()
@@ -223,7 +218,7 @@ def test_an_oversized_body_is_refused_with_413_whether_its_length_is_declared_or
     )
     assert chunked.status_code == 413
     # A full liked list is well under the limit.
-    known = int(recommend.movies_by_likes(rec)["movie_id"].iloc[0])
+    known = int(rec.movies_by_likes()["movie_id"].iloc[0])
     assert client.post("/v1/recommendations", json={"liked": [known] * config.MAX_LIKED}).status_code == 200
 
 
@@ -319,7 +314,7 @@ def test_a_concurrent_burst_answers_every_request_for_its_own_user(client, rec):
         (rng.choice(users), rng.choice(config.ARCHITECTURES), rng.choice([3, 10]), rng.choice(months))
         for _ in range(8 * 50)
     ]
-    want = {ask: expected_items(recommend.recommend(rec, ask[0], ask[1], None, ask[3], ask[2])) for ask in set(asks)}
+    want = {ask: expected_items(rec.recommend(ask[0], ask[1], None, ask[3], ask[2])) for ask in set(asks)}
 
     def ask_all(mine):
         with httpx.Client(base_url=client.base_url, timeout=120) as http:

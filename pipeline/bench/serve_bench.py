@@ -10,7 +10,7 @@ for the user asked about, or no answer. The JSON records each phase's requests/s
 (p50/p95/p99/max, ms, as the client sees them) and errors, the start-up time, config.SERVE_TARGETS met or
 not, the models served and when they were trained, and the load average. On a small shared machine other
 work moves every timing, so it also records the CPU time the service's processes used per request and until
-ready (from /proc), which other work hardly moves. The client (plain asyncio, see Connection) runs on the
+ready (psutil), which other work hardly moves. The client (plain asyncio, see Connection) runs on the
 same cores as the service.
 """
 
@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -29,19 +28,17 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import psutil
 import typer
 
 from pipeline import config
+from pipeline.data.preprocess import Encoders
 from pipeline.files import write_json
-from pipeline.serving.recommend import RecommendError, fail
+from pipeline.processes import free_port, stop_process
+from pipeline.serving.recommender import RecommendError
+from pipeline.serving.terminal import fail
 
 REPO = config.REPO_DIR
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def start_service(
@@ -104,31 +101,19 @@ def wait_warm(port: int, process: subprocess.Popen, workers: int, timeout: float
 
 
 def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds used so far by process `root` and its descendants (Linux /proc)."""
-    ticks, parents, cpu = os.sysconf("SC_CLK_TCK"), {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)], cpu[int(entry.name)] = int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks
-    tree, grown = {root}, True
-    while grown:
-        grown = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= grown
-    return sum(cpu.get(pid, 0.0) for pid in tree)
-
-
-def stop_service(process: subprocess.Popen) -> None:
-    """SIGTERM (uvicorn shuts down gracefully), then SIGKILL if it is still there after 30 s."""
-    if process.poll() is None:
-        process.terminate()
+    """User + system CPU seconds used so far by process `root` and its descendants (those still running)."""
+    try:
+        tree = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in tree:
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 class Connection:
@@ -239,8 +224,6 @@ def bench_serve(
 ) -> dict:
     """Start the service, time start-up, load it phase by phase, stop it; returns (and writes to `out`) the
     figures."""
-    from pipeline.data.preprocess import Encoders
-
     users = [int(user) for user in Encoders.load(processed_dir / "encoders.json").classes["user_id"]]
     port = free_port()
     log_path = out.with_suffix(".log")
@@ -277,7 +260,7 @@ def bench_serve(
             )
         crashed = process.poll() is not None
     finally:
-        stop_service(process)
+        stop_process(process)
     # Every worker logs one "ready" line when it starts, so more lines than workers mean restarted workers.
     ready_lines = sum('"event":"ready"' in line for line in log_path.read_text(errors="replace").splitlines())
     target = config.SERVE_TARGETS

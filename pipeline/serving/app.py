@@ -1,8 +1,8 @@
 """The web page: a user's profile, liked history and Top-N; a new person's Top-N from movies they pick; the report.
 
 Run with `make app` (streamlit run pipeline/serving/app.py, on 127.0.0.1 unless APP_HOST says otherwise). Every list
-and number comes from pipeline.serving.recommend and the evaluation's files; this file only lays them out. It
-starts with whatever `make all` has made so far and says what is missing.
+and number comes from the Recommender (pipeline/serving/recommender.py, answers.py) and the evaluation's
+files; this file only lays them out. It starts with whatever `make all` has made so far and says what is missing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ import streamlit as st  # noqa: E402
 from pipeline import config  # noqa: E402
 from pipeline.evaluation import report
 from pipeline.labels import ARCHITECTURE_LABELS, MODE_LABELS  # noqa: E402
-from pipeline.serving import recommend
+from pipeline.serving.answers import known_user_output, new_person_output
+from pipeline.serving.recommender import (
+    AGE_LABELS,
+    GENDER_LABELS,
+    OCCUPATION_LABELS,
+    Recommender,
+    RecommendError,
+    parse_user,
+)
 
 MODEL_LABELS = {**ARCHITECTURE_LABELS, "both": "Both, side by side"}
 LATEST = "month of the user's latest rating"
@@ -32,8 +40,8 @@ def root() -> Path:
 
 
 @st.cache_resource(show_spinner="Loading data…")
-def load(processed_dir: str, models_dir: str) -> recommend.Recommender:
-    return recommend.load_recommender(Path(processed_dir), Path(models_dir))
+def load(processed_dir: str, models_dir: str) -> Recommender:
+    return Recommender.load(Path(processed_dir), Path(models_dir))
 
 
 def show_lists(lists: dict, n: int) -> None:
@@ -43,7 +51,7 @@ def show_lists(lists: dict, n: int) -> None:
         column.table(top[["rank", "movie_id", "title", "genres", "score"]].set_index("rank"))
 
 
-def user_view(rec: recommend.Recommender) -> None:
+def user_view(rec: Recommender) -> None:
     left, middle, right = st.columns(3)
     user_text = left.text_input("User ID", value="3")
     model = middle.selectbox(
@@ -61,15 +69,15 @@ def user_view(rec: recommend.Recommender) -> None:
         "reference: the original project's models over the whole catalogue",
     )
     left, middle, right = st.columns(3)
-    year = left.selectbox("Target year", [LATEST, *recommend.valid_years(rec)])
+    year = left.selectbox("Target year", [LATEST, *rec.valid_years()])
     month = middle.selectbox("Target month", [LATEST, *range(1, 13)], disabled=year == LATEST)
     n = right.number_input("How many movies (N)", min_value=1, max_value=100, value=10)
     try:
-        user_id = recommend.parse_user(user_text)
+        user_id = parse_user(user_text)
         chosen_year = None if year == LATEST else int(year)
         chosen_month = None if year == LATEST or month == LATEST else int(month)
-        output = recommend.known_user_output(rec, user_id, model, mode, chosen_year, chosen_month, int(n))
-    except recommend.RecommendError as error:
+        output = known_user_output(rec, user_id, model, mode, chosen_year, chosen_month, int(n))
+    except RecommendError as error:
         st.error(str(error))
         return
     who = output["profile"]
@@ -84,13 +92,13 @@ def user_view(rec: recommend.Recommender) -> None:
 
 
 @st.cache_data
-def movie_choices(_rec: recommend.Recommender, key: str) -> dict[int, str]:
+def movie_choices(_rec: Recommender, key: str) -> dict[int, str]:
     """Every movie as {MovieLens ID: "Title (genres)"}, most liked first, for the searchable picker."""
-    found = recommend.movies_by_likes(_rec)
+    found = _rec.movies_by_likes()
     return {int(row.movie_id): f"{row.title} · {row.genres.replace('|', ', ')}" for row in found.itertuples()}
 
 
-def new_person_view(rec: recommend.Recommender) -> None:
+def new_person_view(rec: Recommender) -> None:
     st.markdown("Pick movies you liked (type to search); the two-stage model recommends at once, no retraining.")
     choices = movie_choices(rec, str(rec.models_dir))
     liked = st.multiselect(
@@ -103,23 +111,21 @@ def new_person_view(rec: recommend.Recommender) -> None:
     columns = st.columns(4)
     gender = columns[0].selectbox(
         "Gender (optional)",
-        [NOT_GIVEN, *recommend.GENDER_LABELS],
-        format_func=lambda g: recommend.GENDER_LABELS.get(g, g),
+        [NOT_GIVEN, *GENDER_LABELS],
+        format_func=lambda g: GENDER_LABELS.get(g, g),
     )
-    age = columns[1].selectbox(
-        "Age (optional)", [NOT_GIVEN, *recommend.AGE_LABELS], format_func=lambda a: recommend.AGE_LABELS.get(a, a)
-    )
+    age = columns[1].selectbox("Age (optional)", [NOT_GIVEN, *AGE_LABELS], format_func=lambda a: AGE_LABELS.get(a, a))
     occupation = columns[2].selectbox(
         "Occupation (optional)",
-        [NOT_GIVEN, *recommend.OCCUPATION_LABELS],
-        format_func=lambda o: recommend.OCCUPATION_LABELS.get(o, o),
+        [NOT_GIVEN, *OCCUPATION_LABELS],
+        format_func=lambda o: OCCUPATION_LABELS.get(o, o),
     )
     n = columns[3].number_input("How many movies", min_value=1, max_value=100, value=10, key="new_n")
     if not liked:
         st.info("Pick at least one movie.")
         return
     try:
-        output = recommend.new_person_output(
+        output = new_person_output(
             rec,
             liked,
             config.DEFAULT_ARCHITECTURE,
@@ -131,7 +137,7 @@ def new_person_view(rec: recommend.Recommender) -> None:
             None,
             int(n),
         )
-    except recommend.RecommendError as error:
+    except RecommendError as error:
         st.error(str(error))
         return
     st.subheader(f"Top {int(n)} for you")
@@ -166,7 +172,7 @@ def main() -> None:
     user_tab, new_tab, report_tab = st.tabs(["A MovieLens user", "New here? Pick movies", "Evaluation report"])
     try:
         rec = load(str(base / "data" / "processed"), str(base / "artifacts" / "models"))
-    except recommend.RecommendError as error:
+    except RecommendError as error:
         rec = None
         for tab in (user_tab, new_tab):
             tab.error(f"{error}. The page needs the artifacts of `make all`.")

@@ -1,4 +1,5 @@
-"""Streamed training rows (pipeline/training/streaming.py): the same rows as the in-memory path, whatever the shards."""
+"""Streamed training rows (pipeline/training/streaming.py, stream_plan.py): the same rows as the in-memory path,
+whatever the shards."""
 
 import dataclasses
 
@@ -10,7 +11,7 @@ from pipeline import config
 from pipeline.data import preprocess
 from pipeline.ranking import model_files
 from pipeline.ranking.scorers import ModelScorer, score_rows
-from pipeline.training import sampling, streaming
+from pipeline.training import sampling, stream_plan, streaming
 
 COLUMNS = [*config.FIELDS, "label"]
 
@@ -39,7 +40,7 @@ def streamed(plan, part, epoch, batch_size, workers) -> pd.DataFrame:
     """Every row all `workers` stream for `part`, with the file row each comes from."""
     frames = []
     for worker in range(workers):
-        for inputs, label, rows in plan.batches(part, epoch, batch_size, worker, workers, with_rows=True):
+        for inputs, label, rows in streaming.batches(plan, part, epoch, batch_size, worker, workers, with_rows=True):
             frame = pd.DataFrame({field: values[:, 0] for field, values in inputs.items()})
             frame["label"], frame["row"] = label[:, 0], rows
             frames.append(frame)
@@ -69,7 +70,7 @@ def test_without_negatives_the_rows_are_exactly_the_in_memory_paths(processed_di
 def test_with_negatives_the_rows_do_not_depend_on_workers_buffer_or_order(processed_dir, data, monkeypatch):
     cfg = dataclasses.replace(config.MODELS["autoint_mlp_sampled"], batch_size=512, seed=7)
     plan, _ = streaming.open_plan(processed_dir, "random", cfg)
-    reference = canonical(plan.epoch_frame(epoch=1))
+    reference = canonical(streaming.epoch_frame(plan, epoch=1))
     for piece, buffer, workers in ((700, 1500, 1), (700, 1500, 2), (4096, 0, 3), (100_000, 100_000, 2)):
         monkeypatch.setitem(config.STREAMING, "piece_rows", piece)
         monkeypatch.setitem(config.STREAMING, "shuffle_buffer_rows", buffer)
@@ -77,10 +78,12 @@ def test_with_negatives_the_rows_do_not_depend_on_workers_buffer_or_order(proces
         pd.testing.assert_frame_equal(canonical(got), reference)
     # A second plan with the same seed gives the same rows; fresh negatives change with the epoch.
     again, _ = streaming.open_plan(processed_dir, "random", cfg)
-    pd.testing.assert_frame_equal(canonical(again.epoch_frame(epoch=1)), reference)
-    assert not canonical(plan.epoch_frame(epoch=2)).equals(reference)
+    pd.testing.assert_frame_equal(canonical(streaming.epoch_frame(again, epoch=1)), reference)
+    assert not canonical(streaming.epoch_frame(plan, epoch=2)).equals(reference)
     fixed, _ = streaming.open_plan(processed_dir, "random", dataclasses.replace(cfg, fresh_negatives=False))
-    pd.testing.assert_frame_equal(canonical(fixed.epoch_frame(epoch=1)), canonical(fixed.epoch_frame(epoch=2)))
+    pd.testing.assert_frame_equal(
+        canonical(streaming.epoch_frame(fixed, epoch=1)), canonical(streaming.epoch_frame(fixed, epoch=2))
+    )
 
 
 def test_negatives_follow_the_in_memory_paths_rules(processed_dir, data):
@@ -89,7 +92,9 @@ def test_negatives_follow_the_in_memory_paths_rules(processed_dir, data):
     sampling.sample_unrated makes them."""
     cfg = dataclasses.replace(config.MODELS["autoint_sampled"], negatives=3)
     plan, _ = streaming.open_plan(processed_dir, "random", cfg)
-    rows = pd.concat([plan.epoch_frame(0, "train"), plan.epoch_frame(0, "validation")], ignore_index=True)
+    rows = pd.concat(
+        [streaming.epoch_frame(plan, 0, "train"), streaming.epoch_frame(plan, 0, "validation")], ignore_index=True
+    )
     train = data.train.reset_index(drop=True)
     negatives = rows[rows["row"].duplicated(keep="first")]
     rated = rows.drop(negatives.index)
@@ -110,16 +115,32 @@ def test_negatives_follow_the_in_memory_paths_rules(processed_dir, data):
     assert abs(spread - in_memory.groupby("user_id")["movie_id"].nunique().mean()) < 0.1 * spread
 
 
+def test_a_draw_depends_only_on_its_key_not_on_the_rows_drawn_with_it_or_their_order():
+    def draws(rows, seed=7, epoch=1, kind=2, slot=1, attempt=3):
+        return stream_plan.keyed_uniform(seed, epoch, kind, np.asarray(rows), slot=slot, attempt=attempt)
+
+    first, rows = 10_000, np.arange(10_000, 12_000)
+    whole = draws(rows)
+    assert ((whole >= 0) & (whole < 1)).all() and len(np.unique(whole)) == len(rows)
+    for some in ([11_999, 10_003, 10_000, 11_001, 10_003], [10_001], range(10_002, 10_700), range(11_500, 12_000)):
+        assert np.array_equal(draws(some), whole[np.asarray(some) - first])
+    for other in ({"seed": 8}, {"epoch": 2}, {"kind": 1}, {"slot": 0}, {"attempt": 4}):
+        assert np.mean(draws(rows, **other) == whole) < 0.01, other
+    assert len(draws([])) == 0
+
+
 def test_every_worker_runs_the_same_number_of_full_batches(processed_dir, small_pieces):
     cfg = dataclasses.replace(config.MODELS["autoint_sampled"], batch_size=512)
     plan, _ = streaming.open_plan(processed_dir, "random", cfg)
     steps = streaming.steps_per_epoch(plan, "train", 1, cfg.batch_size, workers=2)  # for a 1-epoch fit
     for worker in range(2):
-        sizes = [len(label) for _, label in plan.batches("train", 0, 256, worker, 2, steps)]
+        sizes = [len(label) for _, label in streaming.batches(plan, "train", 0, 256, worker, 2, steps)]
         assert sizes == [256] * steps
     one = [
         len(label)
-        for _, label in plan.batches("train", 0, 512, 0, 1, streaming.steps_per_epoch(plan, "train", 1, 512, 1))
+        for _, label in streaming.batches(
+            plan, "train", 0, 512, 0, 1, streaming.steps_per_epoch(plan, "train", 1, 512, 1)
+        )
     ]
     assert sum(one) == plan.rows_in("train", 0, 0, 1) and set(one[:-1]) == {512}
 
@@ -127,9 +148,9 @@ def test_every_worker_runs_the_same_number_of_full_batches(processed_dir, small_
 def test_unsupported_settings_are_refused():
     for change in ({"recency_weight": 1.0}, {"negatives_per": "user"}, {"history": 5}):
         with pytest.raises(ValueError, match="streaming input does not support"):
-            streaming.check_supported(dataclasses.replace(config.MODELS["autoint_sampled"], **change))
+            stream_plan.check_supported(dataclasses.replace(config.MODELS["autoint_sampled"], **change))
     with pytest.raises(ValueError):
-        streaming.check_supported(config.MODELS["autoint_two_stage"])
+        stream_plan.check_supported(config.MODELS["autoint_two_stage"])
 
 
 def test_streamed_training_saves_a_model_that_loads_and_scores(processed_dir, data, tmp_path):

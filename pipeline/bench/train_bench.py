@@ -18,18 +18,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import typer
 
-from pipeline import config
+from pipeline import config, quiet_imports
 from pipeline.data import synth
+from pipeline.data.preprocess import load_processed
+from pipeline.evaluation import evaluate
 from pipeline.files import atomic_path, write_json
 from pipeline.processes import run_measured
 from pipeline.ranking import model_files
-from pipeline.training import callbacks
+from pipeline.ranking.scorers import ModelScorer
+from pipeline.training import callbacks, streaming, train
 from pipeline.training.distributed import launch
 
 BENCH_PATH = config.ARTIFACTS_DIR / "train_bench.json"
@@ -40,48 +45,44 @@ def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
-def train_arguments(model: str, processed_dir: Path, models_dir: Path, *extra: str) -> list[str]:
-    return [
-        "-m",
-        "pipeline",
-        "train",
-        "--model",
-        model,
-        "--processed-dir",
-        str(processed_dir),
-        "--models-dir",
-        str(models_dir),
-        *extra,
-    ]
+def under_load(measure) -> dict:
+    """measure()'s figures with the machine's load average before and after (the machine is shared)."""
+    before = load_average()
+    return {**measure(), "load_average_before": before, "load_average_after": load_average()}
 
 
-def history_of(model: str, models_dir: Path) -> dict:
-    return json.loads(config.model_path(model, "random", models_dir).with_suffix(".training_log.json").read_text())
-
-
-def throughput(history: dict) -> float:
-    """Training rows per second over the whole fit (model build, every epoch and its validation)."""
-    return history["train_rows"] * len(history["epochs"]) / history["train_seconds"]
+def run_job(*arguments: str) -> tuple[dict, dict]:
+    """A job of this module's __main__ in a child process, so that its peak RSS is its own: the job's
+    JSON result, and the child's exit code, seconds and peak RSS (processes.run_measured)."""
+    with tempfile.TemporaryDirectory(prefix="train-bench-job-") as scratch:
+        out = Path(scratch) / "out.json"
+        measured = run_measured(["-m", "pipeline.bench.train_bench", *arguments, str(out)])
+        if measured["exit_code"]:
+            raise RuntimeError(f"the {arguments[0]} run failed with exit code {measured['exit_code']}")
+        return json.loads(out.read_text()), measured
 
 
 def run_training(
     model: str, processed_dir: Path, models_dir: Path, workers: int, streaming: bool, epochs: int | None = None
 ) -> dict:
     """Train once in a child process (or `workers` children); wall time, peak RSS per process, history."""
-    load_before = load_average()
-    cfg = config.MODELS[model] if epochs is None else dataclasses.replace(config.MODELS[model], epochs=epochs)
-    if workers > 1:
-        result = launch(model, cfg, "random", processed_dir, models_dir, workers, echo=lambda line: None)
-        if result.exit_code:
-            raise RuntimeError(result.message)
-        peaks, seconds = [worker["peak_rss_gib"] for worker in result.workers], result.seconds
-    else:
-        extra = [*(["--streaming"] if streaming else []), *(["--epochs", str(epochs)] if epochs else [])]
-        result = run_measured(train_arguments(model, processed_dir, models_dir, *extra))
+
+    def measure() -> dict:
+        if workers > 1:
+            options = ["--epochs", str(epochs)] if epochs else []
+            result = launch(model, "random", processed_dir, models_dir, workers, options, echo=lambda line: None)
+            if result.exit_code:
+                raise RuntimeError(result.message)
+            return {"peak_rss_gib": [w["peak_rss_gib"] for w in result.workers], "wall_seconds": result.seconds}
+        options = ["--model", model, "--processed-dir", str(processed_dir), "--models-dir", str(models_dir)]
+        options += [*(["--streaming"] if streaming else []), *(["--epochs", str(epochs)] if epochs else [])]
+        result = run_measured(["-m", "pipeline", "train", *options])
         if result["exit_code"]:
             raise RuntimeError(f"training {model} failed with exit code {result['exit_code']}")
-        peaks, seconds = [result["peak_rss_gib"]], result["seconds"]
-    history = history_of(model, models_dir)
+        return {"peak_rss_gib": [result["peak_rss_gib"]], "wall_seconds": result["seconds"]}
+
+    run = under_load(measure)
+    history = model_files.load_training_log(model, "random", models_dir)
     epoch = (history.get("input") or {}).get("epochs", [{}])[-1]
     return {
         "workers": workers,
@@ -89,12 +90,13 @@ def run_training(
         "epochs": len(history["epochs"]),
         "train_rows_per_epoch": history["train_rows"],
         "train_seconds": history["train_seconds"],
-        "rows_per_s": round(throughput(history), 1),
+        # Training rows per second over the whole fit (model build, every epoch and its validation).
+        "rows_per_s": round(history["train_rows"] * len(history["epochs"]) / history["train_seconds"], 1),
         "last_epoch_rows_per_s": epoch.get("rows_per_s"),
-        "wall_seconds": round(seconds, 1),
-        "peak_rss_gib": [round(peak, 3) for peak in peaks],
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        "wall_seconds": round(run["wall_seconds"], 1),
+        "peak_rss_gib": [round(peak, 3) for peak in run["peak_rss_gib"]],
+        "load_average_before": run["load_average_before"],
+        "load_average_after": run["load_average_after"],
     }
 
 
@@ -113,53 +115,40 @@ def synthetic_processed(size: str, echo) -> tuple[Path, dict | None]:
     started = time.perf_counter()
     synth.write_synthetic(root, count)
     generated = time.perf_counter() - started
-    load_before = load_average()
-    measured = synth.preprocess_synthetic(root, echo)
+    measured = under_load(lambda: synth.preprocess_synthetic(root, echo))
     return processed, {
         "generate_seconds": round(generated, 1),
         "preprocess_seconds": round(measured["seconds"], 1),
         "preprocess_peak_rss_gib": round(measured["peak_rss_gib"], 3),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        "load_average_before": measured["load_average_before"],
+        "load_average_after": measured["load_average_after"],
     }
 
 
-def stream_input(processed_dir: Path, model: str) -> dict:
+def stream_input(processed_dir: str, model: str) -> dict:
     """One epoch of `model`'s streamed training rows (ratings and sampled negatives), no model: what the
-    input pipeline alone delivers, in this process (run it in a child to measure its memory)."""
-    from pipeline.training import streaming
-
+    input pipeline alone delivers, in this process (the `input` job: measure_stream_input runs it in a child)."""
     cfg = config.MODELS[model]
     started = time.perf_counter()
-    plan, _ = streaming.open_plan(processed_dir, "random", cfg)
+    plan, _ = streaming.open_plan(Path(processed_dir), "random", cfg)
     index_seconds = time.perf_counter() - started
-    rows = sum(len(label) for _, label in plan.batches("train", 0, cfg.batch_size))
+    rows = sum(len(label) for _, label in streaming.batches(plan, "train", 0, cfg.batch_size))
     seconds = time.perf_counter() - started
-    index_bytes = plan.rated.keys.nbytes if plan.rated is not None else 0
     return {
         "rows": rows,
         "seconds": round(seconds, 1),
         "rows_per_s": round(rows / seconds, 1),
         "rated_index_seconds": round(index_seconds, 1),
-        "rated_index_mib": round(index_bytes / 2**20, 1),
+        "rated_index_mib": round((plan.rated.nbytes if plan.rated is not None else 0) / 2**20, 1),
     }
 
 
 def measure_stream_input(processed_dir: Path, model: str) -> dict:
-    load_before = load_average()
-    with tempfile.TemporaryDirectory(prefix="train-bench-input-") as scratch:
-        out = Path(scratch) / "input.json"
-        result = run_measured(["-m", "pipeline.bench.train_bench", "input", str(processed_dir), model, str(out)])
-        if result["exit_code"]:
-            raise RuntimeError(f"the input-only run failed with exit code {result['exit_code']}")
-        measured = json.loads(out.read_text())
-    return {
-        "model": model,
-        **measured,
-        "peak_rss_gib": round(result["peak_rss_gib"], 3),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
-    }
+    def measure() -> dict:
+        measured, child = run_job("input", str(processed_dir), model)
+        return {"model": model, **measured, "peak_rss_gib": round(child["peak_rss_gib"], 3)}
+
+    return under_load(measure)
 
 
 def bench_synthetic(sizes, workers_list, model: str, echo) -> dict:
@@ -167,15 +156,8 @@ def bench_synthetic(sizes, workers_list, model: str, echo) -> dict:
     for size in sizes:
         processed, preprocess = synthetic_processed(size, echo)
         marker = json.loads((processed / synth.MARKER).read_text().split("```json\n")[1].split("```")[0])
-        entry = {
-            "synthetic": True,
-            "data": str(processed),
-            "ratings": marker["ratings"],
-            "users": marker["users"],
-            "movies": marker["movies"],
-            "model": model,
-            "runs": {},
-        }
+        entry = {"synthetic": True, "data": str(processed), **{k: marker[k] for k in ("ratings", "users", "movies")}}
+        entry |= {"model": model, "runs": {}}
         if preprocess:
             entry["preprocess"] = preprocess
         for workers in workers_list:
@@ -230,16 +212,13 @@ RUNS = (("in-memory", 1, False), ("streaming", 1, True), ("streaming-2-workers",
 THROUGHPUT_EPOCHS = 3
 
 
-def epoch_seconds(processed_dir: Path, model: str, streamed: bool, epochs: int) -> dict:
-    """Train `model` for `epochs` in this process and time every epoch (run it in a child process).
+def epoch_seconds(processed_dir: str, model: str, label: str, epochs: str) -> dict:
+    """Train `model` for `epochs` in memory or streamed (`label`) in this process and time every epoch
+    (the `epochs` job: alternate_throughput runs it in a child).
 
     Both paths take their per-epoch Keras callback from callbacks.epoch_progress; a timing callback stands in
     for it, so an epoch is timed the same way in both: on_epoch_begin → on_epoch_end (steps and validation).
     """
-    from pipeline import quiet_imports
-    from pipeline.data.preprocess import load_processed
-    from pipeline.training import streaming, train
-
     tf = quiet_imports.tensorflow()
     seconds = []
 
@@ -251,11 +230,11 @@ def epoch_seconds(processed_dir: Path, model: str, streamed: bool, epochs: int) 
             seconds.append(time.perf_counter() - self.began)
 
     callbacks.epoch_progress = lambda description, show: EpochTimer()
-    cfg = dataclasses.replace(config.MODELS[model], epochs=epochs)
-    if streamed:
-        _, history = streaming.train_streaming(processed_dir, "random", cfg)
+    cfg = dataclasses.replace(config.MODELS[model], epochs=int(epochs))
+    if label == "streaming":
+        _, history = streaming.train_streaming(Path(processed_dir), "random", cfg)
     else:
-        data = load_processed(processed_dir)
+        data = load_processed(Path(processed_dir))
         _, history = train.train_model(data.train, data.encoders.dims(), cfg, catalogue=data.movies)
     rows = int(history["train_rows"] * (1 - cfg.validation_split))  # the rows each epoch trains on
     return {"epoch_seconds": [round(value, 2) for value in seconds], "rows_per_epoch": rows}
@@ -267,36 +246,18 @@ def alternate_throughput(model: str, processed_dir: Path, echo, repeats: int) ->
     rows / the median time of epochs 2.. (the first epoch traces the graph in both paths)."""
     if repeats < 1:
         return None
-    import statistics
-
     speeds = {"in-memory": [], "streaming": []}
     loads = {"in-memory": [], "streaming": []}
-    with tempfile.TemporaryDirectory(prefix="train-bench-speed-") as scratch:
-        for repeat in range(repeats):
-            for label in speeds:
-                out = Path(scratch) / f"{label}-{repeat}.json"
-                loads[label].append(load_average())
-                result = run_measured(
-                    [
-                        "-m",
-                        "pipeline.bench.train_bench",
-                        "epochs",
-                        str(processed_dir),
-                        model,
-                        label,
-                        str(THROUGHPUT_EPOCHS),
-                        str(out),
-                    ]
-                )
-                if result["exit_code"]:
-                    raise RuntimeError(f"the {label} throughput run failed with exit code {result['exit_code']}")
-                timed = json.loads(out.read_text())
-                speed = timed["rows_per_epoch"] / statistics.median(timed["epoch_seconds"][1:])
-                speeds[label].append(round(speed, 1))
-                echo(
-                    f"  alternating {repeat + 1}/{repeats} {label}: epochs {timed['epoch_seconds']} s, "
-                    f"{speed:,.0f} rows/s, load {loads[label][-1]}"
-                )
+    for repeat in range(repeats):
+        for label in speeds:
+            loads[label].append(load_average())
+            timed, _ = run_job("epochs", str(processed_dir), model, label, str(THROUGHPUT_EPOCHS))
+            speed = timed["rows_per_epoch"] / statistics.median(timed["epoch_seconds"][1:])
+            speeds[label].append(round(speed, 1))
+            echo(
+                f"  alternating {repeat + 1}/{repeats} {label}: epochs {timed['epoch_seconds']} s, "
+                f"{speed:,.0f} rows/s, load {loads[label][-1]}"
+            )
     medians = {label: statistics.median(values) for label, values in speeds.items()}
     return {
         "epochs": THROUGHPUT_EPOCHS,
@@ -308,10 +269,6 @@ def alternate_throughput(model: str, processed_dir: Path, echo, repeats: int) ->
 
 
 def quality_runs(model: str, processed_dir: Path, echo, epochs: int | None) -> dict:
-    from pipeline.data.preprocess import load_processed
-    from pipeline.evaluation import evaluate
-    from pipeline.ranking.scorers import ModelScorer
-
     runs = {}
     with tempfile.TemporaryDirectory(prefix="train-bench-ml1m-") as scratch:
         for label, workers, streaming in RUNS:
@@ -387,6 +344,7 @@ def peak_target(synthetic: dict) -> dict | None:
 
 
 def plot(bench: dict, path: Path) -> None:
+    # Imported here, not at the top: every `python -m pipeline` command imports this module.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -394,25 +352,21 @@ def plot(bench: dict, path: Path) -> None:
 
     entries = sorted(bench.get("synthetic", {}).values(), key=lambda entry: entry["ratings"])
     figure, (speed, memory) = plt.subplots(1, 2, figsize=(10, 4))
+
+    def draw(points: list[tuple[int, dict]], label: str, memory_label: str, **style) -> None:
+        millions = [ratings / 1e6 for ratings, _ in points]
+        speed.plot(millions, [run["rows_per_s"] for _, run in points], label=label, **style)
+        peaks = [run["peak_rss_gib"] for _, run in points]
+        memory.plot(millions, [max(p) if isinstance(p, list) else p for p in peaks], label=memory_label, **style)
+
     for workers, marker in (("1", "o"), ("2", "s")):
-        points = [(e["ratings"] / 1e6, e["runs"][workers]) for e in entries if workers in e["runs"]]
-        if not points:
-            continue
         label = f"{workers} worker{'s' if workers != '1' else ''}"
-        speed.plot([p[0] for p in points], [p[1]["rows_per_s"] for p in points], marker=marker, label=label)
-        memory.plot(
-            [p[0] for p in points],
-            [max(p[1]["peak_rss_gib"]) for p in points],
-            marker=marker,
-            label=f"{label} (largest process)",
-        )
-    inputs = [(e["ratings"] / 1e6, e["input_only"]) for e in entries if "input_only" in e]
+        points = [(e["ratings"], e["runs"][workers]) for e in entries if workers in e["runs"]]
+        draw(points, label, f"{label} (largest process)", marker=marker)
+    inputs = [(e["ratings"], e["input_only"]) for e in entries if "input_only" in e]
     if inputs:
         label = f"input alone ({inputs[0][1]['model']}, no model)"
-        speed.plot([p[0] for p in inputs], [p[1]["rows_per_s"] for p in inputs], marker="^", linestyle=":", label=label)
-        memory.plot(
-            [p[0] for p in inputs], [p[1]["peak_rss_gib"] for p in inputs], marker="^", linestyle=":", label=label
-        )
+        draw(inputs, label, label, marker="^", linestyle=":")
     memory.axhline(config.SCALE_TARGETS["peak_rss_gib_at_25m"], color="grey", linestyle="--", label="target at 25 M")
     speed.set_yscale("log")
     for axis, title in ((speed, "rows/s (one epoch, streamed)"), (memory, "peak RSS per process (GiB)")):
@@ -480,15 +434,10 @@ def bench_train_command(
     typer.echo(f"wrote {BENCH_PATH} and {PLOT_PATH}")
 
 
-if __name__ == "__main__":
-    # Child runs: `python -m pipeline.bench.train_bench input <processed dir> <model> <out.json>` (the input alone) and
-    # `... epochs <processed dir> <model> in-memory|streaming <epochs> <out.json>` (per-epoch times).
-    import sys
+JOBS = {"input": stream_input, "epochs": epoch_seconds}
 
-    if sys.argv[1] == "input":
-        write_json(Path(sys.argv[4]), stream_input(Path(sys.argv[2]), sys.argv[3]))
-    else:
-        write_json(
-            Path(sys.argv[6]),
-            epoch_seconds(Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "streaming", int(sys.argv[5])),
-        )
+if __name__ == "__main__":
+    # Child runs (run_job): `python -m pipeline.bench.train_bench input <processed dir> <model> <out.json>` (the
+    # input alone) and `... epochs <processed dir> <model> in-memory|streaming <epochs> <out.json>` (epoch times).
+    job, *arguments, out = sys.argv[1:]
+    write_json(Path(out), JOBS[job](*arguments))

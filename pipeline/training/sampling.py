@@ -39,43 +39,93 @@ def negative_sources(train: pd.DataFrame, negatives: int, per: str, rng: np.rand
     return rows_by_user[picked]
 
 
+def sampler_weights(sampler: str, movie_counts: np.ndarray) -> np.ndarray | None:
+    """The probability of drawing each movie as a negative, from its number of training ratings: None for
+    "uniform" over the catalogue, or proportional to ratings + 1 for "popularity" (so popular movies are
+    also seen unrated)."""
+    if sampler == "uniform":
+        return None
+    if sampler != "popularity":
+        raise ValueError(f"unknown negative sampler {sampler!r}; expected one of {', '.join(config.NEGATIVE_SAMPLERS)}")
+    counts = movie_counts.astype(float) + 1.0
+    return counts / counts.sum()
+
+
+def pair_keys(users: np.ndarray, movies: np.ndarray, n_movies: int, dtype=np.int64) -> np.ndarray:
+    """One integer per (user, movie) pair: the keys of a rated-pair index."""
+    return (users.astype(np.int64) * n_movies + movies).astype(dtype)
+
+
+def is_rated(rated: np.ndarray, users: np.ndarray, movies: np.ndarray, n_movies: int) -> np.ndarray:
+    """Whether each (user, movie) pair is among the sorted pair keys `rated`."""
+    keys = pair_keys(users, movies, n_movies, rated.dtype)
+    # Sorted queries walk the index in order (several times faster than random probes).
+    order = np.argsort(keys)
+    found = np.minimum(np.searchsorted(rated, keys[order]), len(rated) - 1)
+    out = np.empty(len(keys), dtype=bool)
+    out[order] = rated[found] == keys[order]
+    return out
+
+
+def redraw_rated(rated, users, movies, n_movies: int, draw, redraws: int = 50) -> np.ndarray:
+    """Redraw in place, up to `redraws` times, the movies that the user at the same position has rated:
+    draw(attempt, where) gives new movies for the positions `where` (ascending) at attempt 1, 2, ...
+    Returns the positions that were still rated at the last check (empty once every draw is unrated);
+    users have rated at most ~2/3 of the catalogue, so few draws need a second one."""
+    where = np.arange(len(movies))
+    for attempt in range(1, redraws + 1):
+        where = where[is_rated(rated, users[where], movies[where], n_movies)]
+        if len(where) == 0:
+            break
+        movies[where] = draw(attempt, where)
+    return where
+
+
+def unrated_rows(
+    ratings: dict[str, np.ndarray], source, movies, catalogue: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The label-0 rows of the movies drawn for the ratings at positions `source`: every column of that
+    rating (the user's fields, the rating's context, its weight) except the movie's fields, which come
+    from `catalogue` (each field's codes indexed by movie code), and rating and label 0."""
+    movie = {field: catalogue[field][movies] for field in config.MOVIE_FIELDS}
+    out = {name: movie[name] if name in movie else values[source] for name, values in ratings.items()}
+    out |= movie
+    return out | {"rating": np.zeros(len(source), dtype=np.int64), "label": np.zeros(len(source), dtype=np.int64)}
+
+
 def sample_unrated(
     train: pd.DataFrame, catalogue: pd.DataFrame, negatives: int, sampler: str, seed: int, per: str = "rating"
 ) -> pd.DataFrame:
     """`negatives` movies per training rating (or per user on average: negative_sources) that the user has
-    no training rating for, as label-0 rows.
-
-    A sampled row keeps the user's fields and the rating-time context of the real rating it was drawn
-    for; its movie fields come from `catalogue`. `sampler` is "uniform" over the catalogue or
-    "popularity" (proportional to a movie's training ratings, so popular movies are also seen unrated).
+    no training rating for, as label-0 rows (unrated_rows), drawn by `sampler` (sampler_weights); a draw
+    still rated after the redraws is dropped.
     """
     rng = np.random.default_rng(seed)
     catalogue = catalogue.sort_values("movie_id", ignore_index=True)
     n_movies = len(catalogue)
-    if sampler == "uniform":
-        weights = None
-    elif sampler == "popularity":
-        counts = np.bincount(train["movie_id"], minlength=n_movies).astype(float) + 1.0
-        weights = counts / counts.sum()
-    else:
-        raise ValueError(f"unknown negative sampler {sampler!r}; expected one of {', '.join(config.NEGATIVE_SAMPLERS)}")
-    rated = np.unique(train["user_id"].to_numpy() * n_movies + train["movie_id"].to_numpy())
+    weights = sampler_weights(sampler, np.bincount(train["movie_id"], minlength=n_movies))
+    rated = np.unique(pair_keys(train["user_id"].to_numpy(), train["movie_id"].to_numpy(), n_movies))
     source = negative_sources(train, negatives, per, rng)
     users = train["user_id"].to_numpy()[source]
     movies = rng.choice(n_movies, size=len(source), p=weights)
-    # Redraw the few draws that hit a rated movie; users have rated at most ~2/3 of the catalogue.
-    for _ in range(50):
-        keys = users * n_movies + movies
-        hit = rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] == keys
-        if not hit.any():
-            break
-        movies[hit] = rng.choice(n_movies, size=int(hit.sum()), p=weights)
-    sampled = train.iloc[source].reset_index(drop=True)
-    for field in config.MOVIE_FIELDS:
-        sampled[field] = catalogue[field].to_numpy()[movies]
-    sampled["rating"] = 0
-    sampled["label"] = 0
-    return sampled[~hit].reset_index(drop=True) if hit.any() else sampled
+    hit = redraw_rated(
+        rated, users, movies, n_movies, lambda _, where: rng.choice(n_movies, size=len(where), p=weights)
+    )
+    columns = {name: train[name].to_numpy() for name in train.columns}
+    codes = {field: catalogue[field].to_numpy() for field in config.MOVIE_FIELDS}
+    sampled = pd.DataFrame(unrated_rows(columns, source, movies, codes))
+    return sampled.drop(index=hit).reset_index(drop=True) if len(hit) else sampled
+
+
+def target_labels(target: str, rating: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """The label a rating trains on: its `label` (liked), 1 (rated) or rating / MAX_RATING (graded)."""
+    if target == "liked":
+        return label
+    if target == "rated":
+        return np.ones(len(rating), dtype=np.float32)
+    if target == "graded":
+        return (rating / config.MAX_RATING).astype(np.float32)
+    raise ValueError(f"unknown target {target!r}; expected one of {', '.join(config.TARGETS)}")
 
 
 def training_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame | None) -> pd.DataFrame:
@@ -88,12 +138,8 @@ def training_rows(train: pd.DataFrame, cfg: TrainConfig, catalogue: pd.DataFrame
         order = train.groupby("user_id")["timestamp"].rank(method="first") - 1
         latest = train.groupby("user_id")["timestamp"].transform("size").clip(lower=2) - 1
         train = train.assign(weight=(1 + cfg.recency_weight * order / latest).astype("float32"))
-    if cfg.target == "rated":
-        train = train.assign(label=np.float32(1))
-    elif cfg.target == "graded":
-        train = train.assign(label=(train["rating"] / config.MAX_RATING).astype("float32"))
-    elif cfg.target != "liked":
-        raise ValueError(f"unknown target {cfg.target!r}; expected one of {', '.join(config.TARGETS)}")
+    if cfg.target != "liked":
+        train = train.assign(label=target_labels(cfg.target, train["rating"].to_numpy(), train["label"].to_numpy()))
     if cfg.negatives == 0:
         return train
     if catalogue is None:

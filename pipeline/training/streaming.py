@@ -3,22 +3,12 @@
 The in-memory path (train.train_model) materialises every training row and its sampled negatives as
 NumPy arrays. This one never holds more than one parquet row group, a bounded shuffle buffer and a few
 prefetched batches, so memory stays flat in the number of ratings; what does grow is the embedding
-tables and the rated-pair index that keeps sampled negatives unrated (`RatedIndex`, 4-8 bytes per
-training rating).
+tables and the rated-pair index that keeps sampled negatives unrated (4-8 bytes per training rating).
 
-Which rows an epoch has, and which negatives they get, depend only on the seed, the epoch and each
-rating's position in the parquet file, never on the reading order, the buffer or the number of
-workers: every draw is a counter-based hash of (seed, epoch, row, slot, attempt). So a run on two
-workers trains on the same rows as a run on one, and tests can check the rows exactly.
-
-The rows follow the in-memory path's rules:
-  * validation (Keras' validation_split): with no negatives, the last `validation_split` of the file's
-    rows, as Keras holds out the last rows of unshuffled arrays; with negatives, a random share of the
-    ratings (with their negatives), drawn anew each epoch when negatives are fresh (the in-memory path
-    shuffles ratings and negatives together and then holds out its last rows);
-  * labels by cfg.target; negatives: `negatives` per rating, uniform (or popularity-weighted) over the
-    movies the user has no training rating for, carrying the user's fields and the rating's context.
-Not supported here (ValueError): recency weights, negatives per user, the history field, two-stage rankers.
+Which rows an epoch has is the plan's (pipeline/training/stream_plan.py: the held-out ratings and the
+negatives, keyed by file row, the same on any number of workers); this module decides only the order
+they come in (pieces of row groups through a shuffle buffer), cuts them into batches, and feeds them to
+Keras through tf.data, on one worker or on each worker of a MultiWorkerMirroredStrategy.
 """
 
 from __future__ import annotations
@@ -27,359 +17,151 @@ import itertools
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline import config
+from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
+from pipeline.data.preprocess import Encoders
+from pipeline.ranking import architecture
 from pipeline.training import callbacks, training_log
+from pipeline.training.stream_plan import Plan
 
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_VALIDATION, _NEGATIVE = 1, 2  # hash salts
 
 
-def check_supported(cfg: TrainConfig) -> None:
-    unsupported = {
-        "recency_weight": cfg.recency_weight,
-        "negatives_per='user'": cfg.negatives_per == "user",
-        "history": cfg.history,
-        "candidates (two-stage rankers, pipeline/training/ranker.py)": cfg.candidates,
-    }
-    named = [name for name, value in unsupported.items() if value]
-    if named:
-        raise ValueError(
-            f"streaming input does not support {', '.join(named)}; train {cfg.model} in memory "
-            "(without --streaming / --workers)"
-        )
-    if cfg.target not in config.TARGETS:
-        raise ValueError(f"unknown target {cfg.target!r}; expected one of {', '.join(config.TARGETS)}")
-    if cfg.negative_sampler not in config.NEGATIVE_SAMPLERS:
-        raise ValueError(f"unknown negative sampler {cfg.negative_sampler!r}")
+def open_plan(processed_dir: Path, split: str, cfg: TrainConfig) -> tuple[Plan, dict[str, int]]:
+    """The streaming plan of `split`'s training rows and the field dimensions, reading only the
+    encoders and the catalogue into memory."""
+    encoders_path = Path(processed_dir) / "encoders.json"
+    if not encoders_path.is_file():
+        raise FileNotFoundError(f"{encoders_path} not found; run `make preprocess` first")
+    name = "train.parquet" if split == "random" else f"{split}_train.parquet"
+    catalogue = pd.read_parquet(Path(processed_dir) / "movies.parquet", columns=list(config.MOVIE_FIELDS))
+    return Plan.open(Path(processed_dir) / name, catalogue, cfg), Encoders.load(encoders_path).dims()
 
 
-# --- Counter-based random numbers -------------------------------------------------------------------
+# --- The order of the rows --------------------------------------------------------------------------
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a bijective scramble of uint64 values."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+def _take(rows: dict[str, np.ndarray], index) -> dict[str, np.ndarray]:
+    return {name: values[index] for name, values in rows.items()}
 
 
-def keyed_uniform(*keys) -> np.ndarray:
-    """Uniform floats in [0, 1), one per broadcast element of the integer `keys`: the same keys always
-    give the same number, in any order or batch."""
-    with np.errstate(over="ignore"):
-        h = np.zeros((), dtype=np.uint64)
-        for key in keys:
-            h = _mix(h + _GOLDEN + np.asarray(key).astype(np.uint64))
-        return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+def _join(first: dict[str, np.ndarray] | None, second: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return second if first is None else {name: np.concatenate([first[name], second[name]]) for name in second}
 
 
-# --- What to read -----------------------------------------------------------------------------------
-
-READ_COLUMNS = (*config.FIELDS, "rating", "label")
-
-
-@dataclass(frozen=True)
-class Source:
-    """A training parquet file: its rows and where each row group starts."""
-
-    path: Path
-    rows: int
-    group_starts: tuple[int, ...]  # row offset of every row group, plus the total
-
-    @classmethod
-    def open(cls, path: Path) -> Source:
-        import pyarrow.parquet as pq
-
-        meta = pq.ParquetFile(path).metadata
-        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        return cls(Path(path), meta.num_rows, tuple(np.concatenate([[0], np.cumsum(sizes)]).tolist()))
-
-    def read(self, group: int, start: int, stop: int, columns=READ_COLUMNS) -> dict[str, np.ndarray]:
-        """Rows [start, stop) of the file, all inside row group `group`, plus their file positions ("row")."""
-        import pyarrow.parquet as pq
-
-        table = pq.ParquetFile(self.path).read_row_group(group, columns=list(columns))
-        first = self.group_starts[group]
-        table = table.slice(start - first, stop - start)
-        out = {name: table.column(name).to_numpy() for name in columns}
-        out["row"] = np.arange(start, stop, dtype=np.int64)
-        return out
-
-    def pieces(self, start: int, stop: int, piece_rows: int) -> list[tuple[int, int, int]]:
-        """(row group, first row, end row) pieces of at most piece_rows rows covering [start, stop)."""
-        out = []
-        for group in range(len(self.group_starts) - 1):
-            lo, hi = max(start, self.group_starts[group]), min(stop, self.group_starts[group + 1])
-            out += [(group, s, min(s + piece_rows, hi)) for s in range(lo, hi, piece_rows)]
-        return out
+def rated_pieces(plan: Plan, part: str, epoch: int, worker: int, workers: int, shuffle: bool) -> Iterator[dict]:
+    """The worker's rated rows of `part` (Plan.rated_rows), piece by piece, in file order or with the pieces
+    shuffled."""
+    start, stop = plan.shard(part, worker, workers)
+    pieces = plan.source.pieces(start, stop, config.STREAMING["piece_rows"])
+    rng = np.random.default_rng([plan.cfg.seed, epoch, worker, 1 if part == "train" else 2])
+    if shuffle:
+        # Row groups in random order, and each row group's pieces in random order: pyarrow decodes whole
+        # row groups, so a group is read once and its pieces used before the next group is read.
+        groups = rng.permutation(sorted({piece[0] for piece in pieces}))
+        pieces = [
+            piece
+            for group in groups
+            for piece in rng.permutation(np.array([p for p in pieces if p[0] == group], dtype=np.int64))
+        ]
+    cache: tuple[int, dict] | None = None
+    for group, lo, hi in pieces:
+        if cache is None or cache[0] != group:
+            g_lo, g_hi = max(start, plan.source.group_starts[group]), min(stop, plan.source.group_starts[group + 1])
+            cache = (group, plan.source.read(int(group), g_lo, g_hi))
+        first = cache[1]["row"][0]
+        yield plan.rated_rows(_take(cache[1], slice(lo - first, hi - first)), part, epoch)
 
 
-class RatedIndex:
-    """The (user, movie) pairs of the training ratings, sorted, to keep sampled negatives unrated.
+def shuffle_step(buffer: dict | None, piece: dict, capacity: int, rng: np.random.Generator) -> tuple[dict | None, dict]:
+    """One step of a shuffle buffer: (the rows that leave, the buffer) after `piece` joins it.
 
-    Built from the parquet file row group by row group; uint32 keys when user × movie codes fit.
+    Once buffer and piece hold more than `capacity` rows, a uniformly random set of them leaves, in random
+    order, so that `capacity` stay. The piece's staying rows take the places of the buffer's leaving rows,
+    so a step copies about a piece's worth of rows, not the whole buffer.
     """
-
-    def __init__(self, source: Source, n_movies: int):
-        import pyarrow.parquet as pq
-
-        file = pq.ParquetFile(source.path)
-        parts, n_users = [], 0
-        for group in range(file.metadata.num_row_groups):
-            table = file.read_row_group(group, columns=["user_id", "movie_id"])
-            users, movies = table.column("user_id").to_numpy(), table.column("movie_id").to_numpy()
-            n_users = max(n_users, int(users.max()) + 1 if len(users) else 0)
-            parts.append(users.astype(np.int64) * n_movies + movies)
-        dtype = np.uint32 if n_users * n_movies < 2**32 else np.int64
-        keys = np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
-        keys.sort()
-        self.keys, self.n_movies = keys, n_movies
-        self.movie_counts = np.bincount(keys % n_movies, minlength=n_movies) if len(keys) else np.zeros(n_movies)
-
-    def contains(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
-        keys = (users.astype(np.int64) * self.n_movies + movies).astype(self.keys.dtype)
-        # Sorted queries walk the index in order (several times faster than random probes).
-        order = np.argsort(keys)
-        found = np.minimum(np.searchsorted(self.keys, keys[order]), len(self.keys) - 1)
-        out = np.empty(len(keys), dtype=bool)
-        out[order] = self.keys[found] == keys[order]
-        return out
+    buffer = buffer or _take(piece, slice(0))
+    held, new = len(buffer["row"]), len(piece["row"])
+    if held + new <= capacity:
+        return None, _join(buffer, piece)
+    leave = rng.choice(held + new, size=held + new - capacity, replace=False)
+    from_buffer = leave < held
+    holes, from_piece = leave[from_buffer], leave[~from_buffer] - held
+    staying = np.ones(new, dtype=bool)
+    staying[from_piece] = False
+    stay = np.flatnonzero(staying)
+    leaving = {}
+    for name, values in piece.items():
+        leaving[name] = np.empty((len(leave), *values.shape[1:]), dtype=values.dtype)
+        leaving[name][from_buffer], leaving[name][~from_buffer] = buffer[name][holes], values[from_piece]
+        buffer[name][holes] = values[stay[: len(holes)]]
+        if len(stay) > len(holes):
+            buffer[name] = np.concatenate([buffer[name], values[stay[len(holes) :]]])
+    return leaving, buffer
 
 
-@dataclass
-class Plan:
-    """Everything a worker needs to produce the rows of any epoch: the file, the catalogue, the settings."""
+def batches(
+    plan: Plan,
+    part: str,
+    epoch: int,
+    batch_size: int,
+    worker: int = 0,
+    workers: int = 1,
+    steps: int | None = None,
+    with_rows: bool = False,
+) -> Iterator[Batch]:
+    """Batches of `batch_size` model rows (the last may be smaller), at most `steps` of them.
 
-    source: Source
-    cfg: TrainConfig
-    catalogue: dict[str, np.ndarray]  # movie field codes, indexed by movie code
-    rated: RatedIndex | None
-    popularity_cdf: np.ndarray | None
+    Training rows pass through a shuffle buffer of STREAMING["shuffle_buffer_rows"] rated rows
+    (shuffle_step): the rows leaving it are mixed with their negatives and cut into batches. Validation
+    rows are read in file order.
+    """
+    shuffle = part == "train"
+    capacity = config.STREAMING["shuffle_buffer_rows"]
+    rng = np.random.default_rng([plan.cfg.seed, epoch, worker, 3]) if shuffle else None
+    buffer: dict[str, np.ndarray] | None = None
+    pending: dict[str, np.ndarray] | None = None
+    emitted = 0
 
-    @classmethod
-    def open(cls, train_path: Path, catalogue: pd.DataFrame, cfg: TrainConfig) -> Plan:
-        check_supported(cfg)
-        source = Source.open(train_path)
-        catalogue = catalogue.sort_values("movie_id", ignore_index=True)
-        if not np.array_equal(catalogue["movie_id"].to_numpy(), np.arange(len(catalogue))):
-            raise ValueError("the catalogue's movie codes must be 0..n-1")
-        movies = {field: catalogue[field].to_numpy(dtype=np.int32) for field in config.MOVIE_FIELDS}
-        rated = RatedIndex(source, len(catalogue)) if cfg.negatives else None
-        cdf = None
-        if cfg.negatives and cfg.negative_sampler == "popularity":
-            cdf = np.cumsum(rated.movie_counts.astype(float) + 1.0)
-            cdf /= cdf[-1]
-        return cls(source, cfg, movies, rated, cdf)
-
-    # The epoch's rows ----------------------------------------------------------------------------------
-
-    def draw_epoch(self, epoch: int) -> int:
-        """The epoch number the draws use: fixed negatives are drawn once (as epoch 0)."""
-        return epoch if self.cfg.negatives and self.cfg.fresh_negatives else 0
-
-    @property
-    def contiguous_validation(self) -> bool:
-        """Without negatives Keras holds out the file's last rows; with them, a random share of ratings."""
-        return self.cfg.negatives == 0
-
-    def split_at(self) -> int:
-        return int(math.floor(self.source.rows * (1.0 - self.cfg.validation_split)))
-
-    def held_out(self, rows: np.ndarray, epoch: int) -> np.ndarray:
-        if self.cfg.validation_split <= 0:
-            return np.zeros(len(rows), dtype=bool)
-        if self.contiguous_validation:
-            return rows >= self.split_at()
-        return keyed_uniform(self.cfg.seed, self.draw_epoch(epoch), _VALIDATION, rows) < self.cfg.validation_split
-
-    def shard(self, part: str, worker: int, workers: int) -> tuple[int, int]:
-        """The file rows [start, stop) worker `worker` of `workers` reads for `part` ("train"/"validation")."""
-        start, stop = 0, self.source.rows
-        if self.contiguous_validation and self.cfg.validation_split > 0:
-            start, stop = (0, self.split_at()) if part == "train" else (self.split_at(), self.source.rows)
-        span = stop - start
-        return start + span * worker // workers, start + span * (worker + 1) // workers
-
-    def ratings_in(self, part: str, epoch: int, worker: int, workers: int) -> int:
-        """How many rated rows worker `worker` has in `part` this epoch (known without reading the file)."""
-        start, stop = self.shard(part, worker, workers)
-        if self.contiguous_validation or self.cfg.validation_split <= 0:
-            return stop - start
-        count = 0
-        for lo in range(start, stop, 1 << 22):
-            held = self.held_out(np.arange(lo, min(lo + (1 << 22), stop), dtype=np.int64), epoch)
-            count += int(held.sum()) if part == "validation" else int((~held).sum())
-        return count
-
-    def rows_in(self, part: str, epoch: int, worker: int, workers: int) -> int:
-        return self.ratings_in(part, epoch, worker, workers) * (1 + self.cfg.negatives)
-
-    def labelled(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """A chunk of rated rows as model rows: field codes (int32), label (float32) by cfg.target, row."""
-        out = {field: chunk[field].astype(np.int32) for field in config.FIELDS}
-        if self.cfg.target == "rated":
-            out["label"] = np.ones(len(chunk["row"]), dtype=np.float32)
-        elif self.cfg.target == "graded":
-            out["label"] = (chunk["rating"] / config.MAX_RATING).astype(np.float32)
-        else:
-            out["label"] = chunk["label"].astype(np.float32)
-        out["row"] = chunk["row"]
-        return out
-
-    def negatives_for(self, rows: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
-        """cfg.negatives sampled unrated movies for each rated row, as label-0 rows (slot-major)."""
-        k = self.cfg.negatives
-        n_movies = len(self.catalogue["movie_id"])
-        source = np.tile(np.arange(len(rows["row"])), k)
-        keys = (
-            self.cfg.seed,
-            self.draw_epoch(epoch),
-            _NEGATIVE,
-            np.tile(rows["row"], k),
-            np.repeat(np.arange(k), len(rows["row"])),
-        )
-        users = rows["user_id"][source]
-        movies = self._movies(keyed_uniform(*keys, 0), n_movies)
-        where = np.arange(len(movies))
-        for attempt in range(1, config.STREAMING["negative_attempts"]):
-            where = where[self.rated.contains(users[where], movies[where])]
-            if len(where) == 0:
-                break
-            movies[where] = self._movies(
-                keyed_uniform(*(key[where] if np.ndim(key) else key for key in keys), attempt), n_movies
-            )
-        out = {field: rows[field][source] for field in (*config.USER_FIELDS, *config.CONTEXT_FIELDS)}
-        out |= {field: values[movies] for field, values in self.catalogue.items()}
-        out["label"] = np.zeros(len(source), dtype=np.float32)
-        out["row"] = rows["row"][source]
-        return out
-
-    def _movies(self, uniform: np.ndarray, n_movies: int) -> np.ndarray:
-        if self.popularity_cdf is not None:
-            picked = np.searchsorted(self.popularity_cdf, uniform, side="right")
-            return np.minimum(picked, n_movies - 1).astype(np.int32)
-        return np.minimum((uniform * n_movies).astype(np.int64), n_movies - 1).astype(np.int32)
-
-    def with_negatives(self, rows: dict[str, np.ndarray], epoch: int, rng: np.random.Generator | None):
-        """Rated rows plus their negatives, mixed (when rng) so every batch holds both."""
-        if not self.cfg.negatives or len(rows["row"]) == 0:
-            return rows
-        sampled = self.negatives_for(rows, epoch)
-        both = {name: np.concatenate([rows[name], sampled[name]]) for name in rows}
-        if rng is None:
-            return both
-        order = rng.permutation(len(both["row"]))
-        return {name: values[order] for name, values in both.items()}
-
-    # Reading ------------------------------------------------------------------------------------------
-
-    def rated_pieces(self, part: str, epoch: int, worker: int, workers: int, shuffle: bool) -> Iterator[dict]:
-        """The worker's rated rows of `part`, piece by piece (file order, or pieces and rows shuffled)."""
-        start, stop = self.shard(part, worker, workers)
-        pieces = self.source.pieces(start, stop, config.STREAMING["piece_rows"])
-        rng = np.random.default_rng([self.cfg.seed, epoch, worker, 1 if part == "train" else 2])
-        if shuffle:
-            # Row groups in random order, and each row group's pieces in random order: pyarrow decodes whole
-            # row groups, so a group is read once and its pieces used before the next group is read.
-            groups = rng.permutation(sorted({piece[0] for piece in pieces}))
-            pieces = [
-                piece
-                for group in groups
-                for piece in rng.permutation(np.array([p for p in pieces if p[0] == group], dtype=np.int64))
-            ]
-        cache: tuple[int, dict] | None = None
-        for group, lo, hi in pieces:
-            if cache is None or cache[0] != group:
-                g_lo, g_hi = max(start, self.source.group_starts[group]), min(stop, self.source.group_starts[group + 1])
-                cache = (group, self.source.read(int(group), g_lo, g_hi))
-            chunk = cache[1]
-            first = chunk["row"][0]
-            piece = {name: values[lo - first : hi - first] for name, values in chunk.items()}
-            held = self.held_out(piece["row"], epoch)
-            keep = held if part == "validation" else ~held
-            piece = self.labelled({name: values[keep] for name, values in piece.items()})
-            if shuffle:
-                order = rng.permutation(len(piece["row"]))
-                piece = {name: values[order] for name, values in piece.items()}
-            yield piece
-
-    def batches(
-        self,
-        part: str,
-        epoch: int,
-        batch_size: int,
-        worker: int = 0,
-        workers: int = 1,
-        steps: int | None = None,
-        with_rows: bool = False,
-    ) -> Iterator[Batch]:
-        """Batches of `batch_size` model rows (the last may be smaller), at most `steps` of them.
-
-        Training rows pass through a shuffle buffer of STREAMING["shuffle_buffer_rows"] rated rows: each
-        new piece joins the buffer, the buffer is permuted, and all but its capacity leave it, get their
-        negatives, are mixed with them and cut into batches. Validation rows are read in file order.
-        """
-        shuffle = part == "train"
-        capacity = config.STREAMING["shuffle_buffer_rows"] if shuffle else 0
-        rng = np.random.default_rng([self.cfg.seed, epoch, worker, 3]) if shuffle else None
-        buffer: dict[str, np.ndarray] | None = None
-        pending: dict[str, np.ndarray] | None = None
-        emitted = 0
-
-        def cut(rows, final: bool):
-            nonlocal pending, emitted
-            rows = rows if pending is None else {name: np.concatenate([pending[name], rows[name]]) for name in rows}
-            n = len(rows["row"])
-            full = n - n % batch_size if not final else n
-            for lo in range(0, full, batch_size):
-                if steps is not None and emitted >= steps:
-                    return
-                emitted += 1
-                yield self._batch({name: values[lo : lo + batch_size] for name, values in rows.items()}, with_rows)
-            pending = {name: values[full:] for name, values in rows.items()}
-
-        for piece in self.rated_pieces(part, epoch, worker, workers, shuffle):
-            buffer = piece if buffer is None else {name: np.concatenate([buffer[name], piece[name]]) for name in piece}
-            n = len(buffer["row"])
-            if n <= capacity:
-                continue
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            leaving = {name: values[order[: n - capacity]] for name, values in buffer.items()}
-            buffer = {name: values[order[n - capacity :]] for name, values in buffer.items()}
-            yield from cut(self.with_negatives(leaving, epoch, rng), final=False)
+    def cut(rows, final: bool):
+        nonlocal pending, emitted
+        rows = _join(pending, rows)
+        n = len(rows["row"])
+        full = n if final else n - n % batch_size
+        for lo in range(0, full, batch_size):
             if steps is not None and emitted >= steps:
                 return
-        if buffer is not None and len(buffer["row"]):
-            yield from cut(self.with_negatives(buffer, epoch, rng), final=True)
-        elif pending is not None and len(pending["row"]):
-            yield from cut({name: values[:0] for name, values in pending.items()}, final=True)
+            emitted += 1
+            chunk = _take(rows, slice(lo, lo + batch_size))
+            inputs = {field: chunk[field][:, None] for field in config.FIELDS}
+            yield (inputs, chunk["label"][:, None], chunk["row"]) if with_rows else (inputs, chunk["label"][:, None])
+        pending = _take(rows, slice(full, None))
 
-    @staticmethod
-    def _batch(rows: dict[str, np.ndarray], with_rows: bool):
-        inputs = {field: rows[field][:, None] for field in config.FIELDS}
-        label = rows["label"][:, None]
-        return (inputs, label, rows["row"]) if with_rows else (inputs, label)
+    for piece in rated_pieces(plan, part, epoch, worker, workers, shuffle):
+        leaving, buffer = shuffle_step(buffer, piece, capacity, rng) if shuffle else (piece, None)
+        if leaving is None:
+            continue
+        yield from cut(plan.with_negatives(leaving, rng), final=False)
+        if steps is not None and emitted >= steps:
+            return
+    if buffer is not None and len(buffer["row"]):
+        yield from cut(plan.with_negatives(buffer, rng), final=True)
+    elif pending is not None and len(pending["row"]):
+        yield from cut(_take(pending, slice(0)), final=True)
 
-    def epoch_frame(self, epoch: int, part: str = "train") -> pd.DataFrame:
-        """Every row of `part` this epoch, computed from the whole file at once (the reference the
-        streamed batches are checked against in the tests): fields, label, and the file row it comes from."""
-        parts = []
-        for piece in self.rated_pieces(part, epoch, 0, 1, shuffle=False):
-            parts.append(self.with_negatives(piece, epoch, None))
-        frame = (
-            pd.DataFrame({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
-            if parts
-            else pd.DataFrame(columns=[*config.FIELDS, "label", "row"])
-        )
-        return frame
+
+def epoch_frame(plan: Plan, epoch: int, part: str = "train") -> pd.DataFrame:
+    """Every row of `part` this epoch in file order, negatives after their piece's ratings (the reference
+    the streamed batches are checked against in the tests): fields, label, and the file row it comes from."""
+    parts = [plan.with_negatives(piece, None) for piece in rated_pieces(plan, part, epoch, 0, 1, shuffle=False)]
+    if not parts:
+        return pd.DataFrame(columns=[*config.FIELDS, "label", "row"])
+    return pd.DataFrame({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
 
 
 # --- tf.data and Keras ------------------------------------------------------------------------------
@@ -410,8 +192,6 @@ def dataset(plan: Plan, part: str, epochs: int, batch_size: int, worker: int, wo
     is given), so each epoch's `steps` batches are exactly that epoch's rows; it makes a new validation
     iterator for every validation pass, so each new one starts the next epoch's validation rows.
     """
-    from pipeline import quiet_imports
-
     tf = quiet_imports.tensorflow()
     signature = (
         {field: tf.TensorSpec([None, 1], tf.int32) for field in config.FIELDS},
@@ -419,14 +199,14 @@ def dataset(plan: Plan, part: str, epochs: int, batch_size: int, worker: int, wo
     )
     passes = itertools.count()
 
-    def batches():
+    def every_batch():
         if part == "train":
             for epoch in range(epochs):
-                yield from plan.batches(part, epoch, batch_size, worker, workers, steps)
+                yield from batches(plan, part, epoch, batch_size, worker, workers, steps)
         else:
-            yield from plan.batches(part, min(next(passes), epochs - 1), batch_size, worker, workers, steps)
+            yield from batches(plan, part, min(next(passes), epochs - 1), batch_size, worker, workers, steps)
 
-    data = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    data = tf.data.Dataset.from_generator(every_batch, output_signature=signature)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return data.with_options(options).prefetch(config.STREAMING["prefetch_batches"])
@@ -446,23 +226,8 @@ def inputs_for(plan: Plan, part: str, cfg: TrainConfig, strategy, workers: int):
     return strategy.distribute_datasets_from_function(per_worker), steps
 
 
-def open_plan(processed_dir: Path, split: str, cfg: TrainConfig) -> tuple[Plan, dict[str, int]]:
-    """The streaming plan of `split`'s training rows and the field dimensions, reading only the
-    encoders and the catalogue into memory."""
-    from pipeline.data.preprocess import Encoders
-
-    encoders_path = Path(processed_dir) / "encoders.json"
-    if not encoders_path.is_file():
-        raise FileNotFoundError(f"{encoders_path} not found; run `make preprocess` first")
-    name = "train.parquet" if split == "random" else f"{split}_train.parquet"
-    catalogue = pd.read_parquet(Path(processed_dir) / "movies.parquet", columns=list(config.MOVIE_FIELDS))
-    return Plan.open(Path(processed_dir) / name, catalogue, cfg), Encoders.load(encoders_path).dims()
-
-
 def epoch_log(plan: Plan, cfg: TrainConfig, steps: int, echo):
     """A Keras callback that times every epoch, counts its rows, and (with `echo`) prints one line per epoch."""
-    from pipeline import quiet_imports
-
     tf = quiet_imports.tensorflow()
 
     class EpochLog(tf.keras.callbacks.Callback):
@@ -507,9 +272,6 @@ def train_streaming(
     dataset runs through every epoch's rows in turn (each epoch's negatives and held-out rows its own).
     Returns the model and a history dict like train.train_model's, plus "input": how the rows came and
     per-epoch seconds and rows."""
-    from pipeline import quiet_imports
-    from pipeline.ranking import architecture
-
     tf = quiet_imports.tensorflow()
     tf.keras.utils.set_random_seed(cfg.seed)
     opened = time.perf_counter()

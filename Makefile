@@ -41,14 +41,14 @@ $(LISTS): pipeline/config.py pipeline/settings_files.py
 # Every model and stage has a settings file that changes only when its own settings in config.py do
 # (pipeline/settings_files.py), so editing a comment or another model's settings retrains nothing.
 # Training options on the command line go to MODEL's settings and stay until `make train MODEL=<name>`.
-TRAIN_OPTIONS := epochs=EPOCHS learning_rate=LR batch_size=BATCH_SIZE embedding_dim=EMBEDDING_DIM \
-	dnn_hidden_units=DNN_HIDDEN_UNITS dnn_dropout=DNN_DROPOUT att_layer_num=ATT_LAYER_NUM \
-	att_head_num=ATT_HEAD_NUM seed=SEED negatives=NEGATIVES candidates=CANDIDATES history=HISTORY
+# TRAIN_OPTIONS (from models.mk) pairs each training option with its variable, e.g. learning_rate=LR: the
+# TrainConfig fields config.py declares with config.option, as `python -m pipeline train --help` lists them.
 SETS := $(foreach option,$(TRAIN_OPTIONS),$(if $($(lastword $(subst =, ,$(option)))),--set "$(firstword $(subst =, ,$(option)))=$($(lastword $(subst =, ,$(option))))"))
 SPLIT ?= random
 SETTINGS_ARGS := $(if $(filter train,$(MAKECMDGOALS)),$(if $(MODEL),--model "$(MODEL)" --split "$(SPLIT)")) $(SETS)
 STAGE_SETTINGS := $(PROCESSED)/preprocess.settings.json $(MODELS)/retrieval.settings.json \
-	$(MODELS)/temporal/retrieval.settings.json artifacts/evaluate.settings.json
+	$(MODELS)/temporal/retrieval.settings.json $(MODELS)/candidate_lists.settings.json \
+	$(MODELS)/temporal/candidate_lists.settings.json artifacts/evaluate.settings.json
 $(MODEL_SETTINGS_FILES) $(STAGE_SETTINGS) &: FORCE
 	@$(PYTHON) -m pipeline.settings_files write $(SETTINGS_ARGS)
 FORCE:
@@ -78,11 +78,11 @@ FIELD_TRAIN_CODE := pipeline/training/train.py pipeline/training/sampling.py pip
 LIST_CODE := pipeline/ranking/candidates.py pipeline/ranking/ranker_inputs.py pipeline/retrieval/ease.py
 TWO_STAGE_TRAIN_CODE := pipeline/training/train.py pipeline/training/ranker.py pipeline/training/callbacks.py \
 	pipeline/ranking/architecture.py $(LIST_CODE) $(DATA_CODE)
-SCORING_CODE := pipeline/ranking/scorers.py pipeline/ranking/autoint_grid.py pipeline/ranking/model_files.py $(LIST_CODE)
+SCORING_CODE := pipeline/ranking/scorers.py pipeline/ranking/model_files.py $(LIST_CODE)
 EVALUATE_CODE := pipeline/evaluation/evaluate.py pipeline/evaluation/metrics.py pipeline/evaluation/baselines.py \
 	pipeline/evaluation/tables.py $(SCORING_CODE) $(DATA_CODE)
 
-.PHONY: all study install download preprocess retrieval train evaluate report precompute recommend recommend-all check-repro \
+.PHONY: all study install download preprocess retrieval candidates train evaluate report precompute recommend recommend-all check-repro \
 	repro tune test lint bench app serve bench-serve clean clean-tuning synth bench-train
 .DEFAULT_GOAL := all
 
@@ -117,8 +117,17 @@ train: $(TRAIN_TARGET)
 split_of = $(if $(filter temporal/%,$(1)),temporal,random)
 $(FIELD_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $(ENCODERS) $(FIELD_TRAIN_CODE) | $(DEPS)
 	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $< $(if $(WORKERS),--workers $(WORKERS))
-$(TWO_STAGE_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $(ENCODERS) $(TWO_STAGE_TRAIN_CODE) | $(DEPS)
-	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $< $(if $(WORKERS),--workers $(WORKERS))
+# The two-stage rankers of a split share one set of out-of-fold candidate lists, built once (`make candidates`).
+lists_of = $(MODELS)/$(if $(filter temporal/%,$(1)),temporal/)candidate_lists.npz
+.SECONDEXPANSION:
+$(TWO_STAGE_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $$(call lists_of,$$*) $(ENCODERS) \
+		$(TWO_STAGE_TRAIN_CODE) | $(DEPS)
+	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $< \
+		--candidate-lists $(call lists_of,$*) $(if $(WORKERS),--workers $(WORKERS))
+candidates: $(MODELS)/candidate_lists.npz
+$(MODELS)/candidate_lists.npz $(MODELS)/temporal/candidate_lists.npz: $(MODELS)/%candidate_lists.npz: \
+		$(MODELS)/%candidate_lists.settings.json $(ENCODERS) $(LIST_CODE) pipeline/training/ranker.py | $(DEPS)
+	$(PY) -m pipeline candidates --split $(if $*,temporal,random)
 
 evaluate: $(METRICS)
 $(METRICS): $(PRODUCT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) artifacts/evaluate.settings.json $(EVALUATE_CODE) | $(DEPS)
@@ -137,7 +146,7 @@ $(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) artifacts/tuning.json) pipelin
 # Every user's default Top-100 of the two-stage models, which recommend, the page and the service answer
 # default requests from (anything else is scored when asked).
 precompute: $(PRECOMPUTED)
-$(PRECOMPUTED) &: $(DEFAULT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) pipeline/serving/recommend.py \
+$(PRECOMPUTED) &: $(DEFAULT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) pipeline/serving/recommender.py pipeline/serving/terminal.py \
 		$(SCORING_CODE) | $(DEPS)
 	$(PY) -m pipeline precompute
 
@@ -169,14 +178,16 @@ tune: $(ENCODERS)
 test: $(DEPS)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
+# ruff (settings in pyproject.toml) and the architecture's layers (import-linter contracts in pyproject.toml).
 lint: $(DEPS)
 	$(VENV)/bin/ruff check pipeline tests
 	$(VENV)/bin/ruff format --check pipeline tests
+	$(VENV)/bin/lint-imports
 
 bench: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
 	$(PY) -m pipeline bench
 
-# The HTTP service (pipeline/serving/serve.py) on http://$(HOST):$(PORT); HOST=0.0.0.0 makes it reachable from other
+# The HTTP service (pipeline/serving/http_api.py under pipeline/serving/service.py) on http://$(HOST):$(PORT); HOST=0.0.0.0 makes it reachable from other
 # machines. bench-serve starts it on a free loopback port, loads it, stops it: artifacts/serve_bench.json.
 serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline serve --host $(HOST) --port $(PORT)

@@ -7,8 +7,8 @@ from pipeline.bench import recommend_bench, serve_bench, train_bench
 from pipeline.data import download, preprocess, synth
 from pipeline.evaluation import check_repro, evaluate, report, tune
 from pipeline.retrieval import ease
-from pipeline.serving import recommend, serve
-from pipeline.training import train
+from pipeline.serving import service, terminal
+from pipeline.training import ranker, train
 
 app = typer.Typer(
     add_completion=False,
@@ -19,16 +19,17 @@ app = typer.Typer(
 app.command("download")(download.download_command)
 app.command("preprocess")(preprocess.preprocess_command)
 app.command("retrieval")(ease.retrieval_command)
+app.command("candidates")(ranker.candidates_command)
 app.command("train")(train.train_command)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("report")(report.report_command)
 app.command("check-repro")(check_repro.check_repro_command)
 app.command("tune")(tune.tune_command)
-app.command("recommend")(recommend.recommend_command)
-app.command("recommend-all")(recommend.recommend_all_command)
-app.command("precompute")(recommend.precompute_command)
+app.command("recommend")(terminal.recommend_command)
+app.command("recommend-all")(terminal.recommend_all_command)
+app.command("precompute")(terminal.precompute_command)
 app.command("bench")(recommend_bench.bench_command)
-app.command("serve")(serve.serve_command)
+app.command("serve")(service.serve_command)
 app.command("bench-serve")(serve_bench.bench_serve_command)
 app.command("synth")(synth.synth_command)
 app.command("bench-train")(train_bench.bench_train_command)

@@ -6,7 +6,7 @@ Stages and tests import from here; nothing else defines a path, a field list or 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -67,15 +67,21 @@ SPLITS = ("random", "temporal")  # the reference's random 80/20 split; a per-use
 # --- Models ----------------------------------------------------------------------------------------
 
 
+def option(default, help: str, flag: str = "", make: str = "", min=None, max=None, choices=None):
+    """A TrainConfig field that is a training option: `python -m pipeline train --<field-name>` (or `flag`) and
+    `make train <FIELD_NAME>=` (or `make`) set it; pipeline.settings_files reads both front ends from here."""
+    limits = {"min": min, "max": max, "choices": choices}
+    return field(default=default, metadata={"help": help, "option": flag, "make": make, **limits})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of one model; the defaults are the reference project's AutoInt."""
 
     model: str = "autoint"
-    epochs: int = 5
-    # Rows per batch (a two-stage ranker's batches hold whole candidate lists: batch_size // candidates lists).
-    batch_size: int = 2048
-    learning_rate: float = 1e-4
+    epochs: int = option(5, "Passes over the training rows.", min=1)
+    batch_size: int = option(2048, "Rows per batch (a two-stage ranker's: batch_size // candidates lists).", min=1)
+    learning_rate: float = option(1e-4, "Adam learning rate.", flag="--lr", make="LR", min=0.0)
     # Epoch e (from 0) trains at learning_rate * lr_decay ** e; 1.0 keeps it constant, as the reference did.
     lr_decay: float = 1.0
     # > 0: Adam keeps an exponential moving average of the weights with this momentum, and the model
@@ -84,24 +90,25 @@ class TrainConfig:
     # > 0: a user's ratings weigh more the later they were made, from 1 (their first) to 1 + recency_weight
     # (their latest); a sampled negative weighs as the rating it was drawn for. 0: every row weighs 1.
     recency_weight: float = 0.0
-    validation_split: float = 0.1
-    embedding_dim: int = EMBEDDING_DIM
-    att_layer_num: int = 3
-    att_head_num: int = 2
+    validation_split: float = option(0.1, "Share of the rows held out for val_loss (the last).", min=0.0, max=0.9)
+    embedding_dim: int = option(EMBEDDING_DIM, "Embedding size of every field.", min=1)
+    att_layer_num: int = option(3, "Self-attention (interacting) layers.", min=0)
+    att_head_num: int = option(2, "Attention heads per layer.", min=1)
     att_res: bool = True
-    dnn_hidden_units: tuple[int, ...] = ()
+    dnn_hidden_units: tuple[int, ...] = option((), 'DNN layer sizes, a comma list, e.g. "32,32"; "" for none.')
     dnn_activation: str = "relu"
-    dnn_dropout: float = 0.0
+    dnn_dropout: float = option(0.0, "Dropout rate of the DNN branch.", min=0.0, max=1.0)
     l2_reg_embedding: float = 1e-5
     l2_reg_dnn: float = 0.0
-    seed: int = 1024
-    # Sampled unrated movies per rating, added as label-0 rows (0 = the reference's task: rated rows only).
-    negatives: int = 0
-    negative_sampler: str = "uniform"
-    # "rating": `negatives` per rating (heavy users get the most); "user": the same total for every user.
-    negatives_per: str = "rating"
-    # Draw new negatives every epoch (True) or once for all epochs (False).
-    fresh_negatives: bool = False
+    seed: int = option(1024, "Random seed of the weights and of the sampled negatives.")
+    negatives: int = option(0, "Sampled unrated movies per rating, as label-0 rows (0: rated rows only).", min=0)
+    negative_sampler: str = option("uniform", "How the unrated movies are drawn.", choices=NEGATIVE_SAMPLERS)
+    negatives_per: str = option(
+        "rating", '"rating": `negatives` per rating; "user": the same total for every user.', choices=NEGATIVES_PER
+    )
+    fresh_negatives: bool = option(
+        False, "Draw new negatives every epoch, or once for all.", flag="--fresh-negatives/--fixed-negatives"
+    )
     # The label of a rated row: "liked" (1 if rating >= 4, else 0: the reference's label), "rated" (1 for any
     # rating: the model then learns P(rated)) or "graded" (rating / 5, a soft label in 0.2..1 that keeps
     # the difference between a 1 and a 3, and in ranking mode also ranks any rated movie above an unrated
@@ -110,13 +117,13 @@ class TrainConfig:
     # > 0: a 15th field, the user's latest `history` liked training movies (never the row's own movie),
     # mean-pooled by a DeepCTR VarLenSparseFeat that shares movie_id's embedding. Models with it (or with
     # candidates) code every field from 1, keeping 0 for padding and for an unknown user.
-    history: int = 0
+    history: int = option(0, "Liked training movies in the history field (0: no such field).", min=0)
     # > 0: a 16th field for the 14-field models, the user's latest `disliked_history` rated-but-not-liked
     # training movies (never the row's own), pooled the same way and sharing the same embedding.
     disliked_history: int = 0
-    # > 0: a two-stage ranker (pipeline.ranking.ranker) that orders the retrieval stage's top `candidates` unseen
+    # > 0: a two-stage ranker (pipeline.training.ranker) that orders the retrieval stage's top `candidates` unseen
     # movies per user, trained on candidate lists of retrieval models fitted out of fold.
-    candidates: int = 0
+    candidates: int = option(0, "Retrieval candidates a two-stage ranker orders (0: a 14-field model).", min=0)
     # The ranker's training lists: each user's training rows are cut into `folds` parts; each part's liked
     # movies label the candidates of a retrieval model fitted without it. fold_scheme "random": the parts
     # are random, the model is fitted on the other parts; "time": the part is the user's latest fifth of
@@ -169,7 +176,7 @@ _REFERENCE_AUTOINT_MLP = TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 
 # One DeepCTR AutoInt architecture (ARCHITECTURES) trained one way is a model, saved as one file named
 # <architecture><mode suffix>. The modes:
 #   two_stage   the default recommender: orders the retrieval stage's candidates for a user, with the
-#               user's liked history and the retrieval signal as extra fields (pipeline.ranking.ranker);
+#               user's liked history and the retrieval signal as extra fields (pipeline.training.ranker);
 #   reference   the reference project's settings, checked against its published table (make repro);
 #   tuned       the reference task (will a user like a movie they rated?) with the liked-history field
 #               and settings tuned on validation (make tune);
@@ -182,7 +189,10 @@ DEFAULT_ARCHITECTURE = "autoint_mlp"
 
 _TWO_STAGE = dict(
     learning_rate=1e-3,
-    epochs=2,
+    # One epoch on the random split: on the random carve a second moved Recall@10 / NDCG@10 by -0.0008 / +0.0005
+    # for AutoInt+MLP (make tune, candidate 23) and by +0.0016 / +0.0004 for AutoInt (docs/recommender.md,
+    # "Choosing the settings"), within the epoch-to-epoch noise, and each costs 80-90 s of make all.
+    epochs=1,
     batch_size=6400,
     history=50,
     candidates=100,
@@ -197,10 +207,8 @@ MODELS = {
     "autoint": _REFERENCE_AUTOINT,
     "autoint_mlp": _REFERENCE_AUTOINT_MLP,
     "autoint_two_stage": replace(_REFERENCE_AUTOINT, model="autoint_two_stage", score_buckets=True, **_TWO_STAGE),
-    # One epoch: on the random carve a second epoch moved Recall@10 / NDCG@10 by -0.0008 / +0.0005 (make tune,
-    # candidate 23; README, "Choosing the settings") and costs 80 s of make all.
     "autoint_mlp_two_stage": replace(
-        _REFERENCE_AUTOINT, model="autoint_mlp_two_stage", dnn_hidden_units=(64, 32), **{**_TWO_STAGE, "epochs": 1}
+        _REFERENCE_AUTOINT, model="autoint_mlp_two_stage", dnn_hidden_units=(64, 32), **_TWO_STAGE
     ),
     "autoint_tuned": replace(
         _REFERENCE_AUTOINT,
@@ -238,6 +246,11 @@ MODELS = {
 # rows (fold_scheme "time"), which is what that split tests, for two epochs (on the temporal carve the second
 # epoch added +0.004 / +0.007 Recall@10 / NDCG@10; README, "Choosing the settings").
 TEMPORAL_TWO_STAGE = {"fold_scheme": "time", "epochs": 2}
+
+
+# The settings that decide a two-stage ranker's out-of-fold training lists (pipeline.training.ranker): rankers
+# that agree on them train on the same lists, which `make all` builds once for both (`make candidates`).
+LIST_SETTINGS = ("candidates", "history", "recent_liked", "folds", "fold_scheme", "seed", "loss")
 
 
 def model_settings(name: str, split: str = "random") -> TrainConfig:
@@ -337,8 +350,6 @@ Split = choice("Split", SPLITS)
 Model = choice("Model", MODELS)
 Architecture = choice("Architecture", (*ARCHITECTURES, "both"))
 ServedMode = choice("ServedMode", SERVED_MODES)
-NegativeSampler = choice("NegativeSampler", NEGATIVE_SAMPLERS)
-NegativesPer = choice("NegativesPer", NEGATIVES_PER)
 
 
 def model_path(name: str, split: str = "random", models_dir: Path = MODELS_DIR) -> Path:
@@ -346,7 +357,7 @@ def model_path(name: str, split: str = "random", models_dir: Path = MODELS_DIR) 
     return (models_dir if split == "random" else models_dir / split) / f"{name}.keras"
 
 
-# --- Serving (pipeline/serving/serve.py) ---
+# --- Serving (pipeline/serving/service.py, http_api.py) ---
 SERVE = {
     "host": "127.0.0.1",  # this machine only; `--host 0.0.0.0` (make serve HOST=0.0.0.0) opens it to others
     "port": 8000,

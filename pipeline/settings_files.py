@@ -4,6 +4,10 @@ A model is rebuilt when *its own* resolved settings change, not when config.py c
 `write` keeps artifacts/models/[<split>/]<name>.settings.json equal to the model's settings and rewrites
 a file only when its content changes, so Make sees a new timestamp only then.
 
+The training options are the TrainConfig fields declared with config.option; `python -m pipeline train`'s
+options (pipeline.training.train), the parsing of `--set field=value` here and the Makefile's TRAIN_OPTIONS
+(written into models.mk) are all made from that one declaration.
+
 Training options given on the command line (`make train MODEL=x EPOCHS=2`) are one-off overrides:
 they are stored in x's settings file and stay there (a later plain `make all` does not undo them, it
 names them in a NOTE line) until `make train MODEL=x` is run without options, which trains x at
@@ -47,33 +51,60 @@ def every_model() -> list[tuple[str, str]]:
     return list(dict.fromkeys(pairs))
 
 
+# The training options: the TrainConfig fields declared with config.option, in TrainConfig's order.
+OPTIONS = {field.name: field for field in dataclasses.fields(config.TrainConfig) if "option" in field.metadata}
+
+
+def kind(field: dataclasses.Field) -> str:
+    """The field's type as written in TrainConfig: "int", "float", "bool", "str" or "tuple[int, ...]"."""
+    return field.type if isinstance(field.type, str) else field.type.__name__
+
+
+def flag(field: dataclasses.Field) -> str:
+    """The option's spelling in `python -m pipeline train`: --batch-size, --lr, --fresh-negatives/--fixed-negatives."""
+    return field.metadata["option"] or "--" + field.name.replace("_", "-")
+
+
+def make_variable(field: dataclasses.Field) -> str:
+    """The option's variable in `make train`, e.g. BATCH_SIZE, LR."""
+    return field.metadata["make"] or field.name.upper()
+
+
+def parse_units(text: str) -> tuple[int, ...]:
+    """A tuple[int, ...] option's value: a comma list such as "32,32" or "(64, 16)"; "" is ()."""
+    return tuple(int(part) for part in text.strip().strip("()").replace(" ", "").split(",") if part)
+
+
 def parse_value(field: dataclasses.Field, text: str):
-    """A command-line value as the TrainConfig field's type."""
-    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    """A command-line value as the TrainConfig field's type, within its declared limits."""
     try:
-        if kind.startswith("tuple"):
-            return tuple(int(part) for part in text.strip("()").replace(" ", "").split(",") if part)
-        if kind == "bool":
+        if kind(field).startswith("tuple"):
+            return parse_units(text)
+        if kind(field) == "bool":
             if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(text)
             return text.lower() in ("1", "true", "yes")
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
+        value = {"int": int, "float": float}.get(kind(field), str)(text)
     except ValueError:
-        raise SettingsError(f"{field.name} must be {kind}, not {text!r}") from None
-    return text
+        raise SettingsError(f"{field.name} must be {kind(field)}, not {text!r}") from None
+    limits = field.metadata
+    if limits["choices"] and value not in limits["choices"]:
+        raise SettingsError(f"{field.name} must be one of {', '.join(limits['choices'])}, not {text!r}")
+    if limits["min"] is not None and value < limits["min"]:
+        raise SettingsError(f"{field.name} must be >= {limits['min']}, not {text!r}")
+    if limits["max"] is not None and value > limits["max"]:
+        raise SettingsError(f"{field.name} must be <= {limits['max']}, not {text!r}")
+    return value
 
 
 def parse_overrides(assignments: list[str]) -> dict:
-    fields = {field.name: field for field in dataclasses.fields(config.TrainConfig)}
+    """The overrides `field=value` assignments give; SettingsError for a field that is not a training option."""
     overrides = {}
     for assignment in assignments:
         key, _, value = assignment.partition("=")
-        if key not in fields or key == "model":
-            raise SettingsError(f"unknown training option {key!r}")
-        overrides[key] = parse_value(fields[key], value)
+        if key not in OPTIONS:
+            raise SettingsError(f"unknown training option {key!r}; the options are {', '.join(OPTIONS)}")
+        overrides[key] = parse_value(OPTIONS[key], value)
     return overrides
 
 
@@ -126,7 +157,7 @@ def write_all(
             overrides = given
         else:
             kept = json.loads(path.read_text()).get("overrides", {}) if path.is_file() else {}
-            overrides = {key: value for key, value in kept.items() if key in config.TrainConfig.__dataclass_fields__}
+            overrides = {key: value for key, value in kept.items() if key in OPTIONS}
             overrides = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
         write_if_changed(path, resolved(name, model_split, overrides))
         if overrides:
@@ -155,6 +186,11 @@ def stage_settings(processed_dir: Path, models_dir: Path, artifacts_dir: Path) -
     }
     for split in config.SPLITS:
         stages[retrieval_settings_path(split, models_dir)] = {"ease_l2": config.EASE_L2}
+        lists_of = config.model_settings(config.model_name(config.DEFAULT_ARCHITECTURE), split)
+        stages[config.model_path("candidate_lists", split, models_dir).with_suffix(".settings.json")] = {
+            "ease_l2": config.EASE_L2,
+            **{name: getattr(lists_of, name) for name in config.LIST_SETTINGS},
+        }
     stages[artifacts_dir / "evaluate.settings.json"] = {
         "top_n": config.TOP_N,
         "new_user_share": config.NEW_USER_SHARE,
@@ -171,7 +207,8 @@ def retrieval_settings_path(split: str, models_dir: Path) -> Path:
 
 
 def makefile_variables(models_dir: Path) -> str:
-    """The model lists as Make variable assignments (the Makefile includes them; config.py is their source)."""
+    """The model lists and the training options (field=MAKE_VARIABLE) as Make variable assignments (the
+    Makefile includes them; config.py is their source)."""
 
     def files(pairs, suffix=".keras"):
         return " ".join(str(config.model_path(name, split, models_dir).with_suffix(suffix)) for name, split in pairs)
@@ -197,6 +234,7 @@ def makefile_variables(models_dir: Path) -> str:
         ),
         "MODEL_SETTINGS_FILES": files(every, ".settings.json"),
         "MODEL_NAMES": " ".join(config.MODELS),
+        "TRAIN_OPTIONS": " ".join(f"{name}={make_variable(field)}" for name, field in OPTIONS.items()),
     }
     return "".join(f"{key} := {value}\n" for key, value in variables.items())
 
@@ -204,14 +242,21 @@ def makefile_variables(models_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m pipeline.settings_files", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    makefile = commands.add_parser("makefile", help="The model lists as Make variables.")
+    makefile = commands.add_parser("makefile", help="The model lists and the training options as Make variables.")
     makefile.add_argument("--models-dir", type=Path, default=Path("artifacts/models"))
     write = commands.add_parser("write", help="Bring every settings file up to date.")
     check = commands.add_parser("check", help="Only check MODEL=, SPLIT= and the options (one error line).")
     for command in (write, check):
         command.add_argument("--model", default=None)
         command.add_argument("--split", default="random")
-        command.add_argument("--set", dest="assignments", action="append", default=[], metavar="FIELD=VALUE")
+        command.add_argument(
+            "--set",
+            dest="assignments",
+            action="append",
+            default=[],
+            metavar="FIELD=VALUE",
+            help=f"A training option: {', '.join(OPTIONS)}.",
+        )
     write.add_argument("--models-dir", type=Path, default=Path("artifacts/models"))
     write.add_argument("--processed-dir", type=Path, default=Path("data/processed"))
     write.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))

@@ -105,7 +105,7 @@ def test_two_workers_train_and_the_chief_writes_a_model_that_loads_and_scores(pr
     out, err = run.communicate(timeout=TIMEOUT_S)
     assert run.returncode == 0, err[-3000:]
     assert "worker 0 (chief): pid" in out and "worker 1: pid" in out and "all 2 workers finished" in out
-    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{MODEL}.training_log.json", f"{MODEL}.keras"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{MODEL}.keras", f"{MODEL}.training_log.json"]
     history = json.loads((tmp_path / f"{MODEL}.training_log.json").read_text())
     assert history["input"]["workers"] == 2 and history["config"]["batch_size"] == 256
     assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["loss"])

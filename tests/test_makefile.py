@@ -39,9 +39,10 @@ if command == "train":
     made = [f"artifacts/models/{'' if split == 'random' else split + '/'}{option('--model')}.keras"]
 if command == "precompute":
     made = [f"artifacts/precomputed/{name}.parquet" for name in ("autoint_two_stage", "autoint_mlp_two_stage")]
-if command == "retrieval":
+if command in ("retrieval", "candidates"):
     split = option("--split", "random")
-    made = [f"artifacts/models/{'' if split == 'random' else split + '/'}retrieval.npz"]
+    stem = "retrieval" if command == "retrieval" else "candidate_lists"
+    made = [f"artifacts/models/{'' if split == 'random' else split + '/'}{stem}.npz"]
 for path in made:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).touch()
@@ -101,6 +102,7 @@ def test_a_second_make_all_redoes_nothing(tree):
         "preprocess",
         "train",
         "train",
+        "candidates",
         "train",
         "train",
         "retrieval",
@@ -178,6 +180,23 @@ def test_a_one_off_option_is_kept_and_named_until_the_model_is_trained_at_its_de
     assert "NOTE" not in done.stderr
 
 
+def test_make_train_takes_every_declared_training_option_by_its_variable(tree):
+    import json
+
+    from pipeline import settings_files
+
+    done, stages = make(tree, "train", "MODEL=autoint", "EPOCHS=3", "LR=1e-3", "FRESH_NEGATIVES=1")
+    assert done.returncode == 0, done.stderr
+    assert [stage.split()[0] for stage in stages] == ["preprocess", "train"] and trained(stages) == ["autoint"]
+    settings = json.loads((tree / "artifacts" / "models" / "autoint.settings.json").read_text())
+    assert settings["overrides"] == {"epochs": 3, "learning_rate": 1e-3, "fresh_negatives": True}
+    assert (settings["config"]["epochs"], settings["config"]["learning_rate"]) == (3, 1e-3)
+    listed = (tree / "artifacts" / "models" / "models.mk").read_text().split("TRAIN_OPTIONS := ")[1].split("\n")[0]
+    assert listed.split() == [
+        f"{name}={settings_files.make_variable(field)}" for name, field in settings_files.OPTIONS.items()
+    ]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -185,6 +204,7 @@ def test_a_one_off_option_is_kept_and_named_until_the_model_is_trained_at_its_de
         (("train", "MODEL=both"), "unknown model 'both'"),
         (("train", "MODEL=autoint", "EPOCHS=two"), "epochs must be int, not 'two'"),
         (("all", "EPOCHS=2"), "training options apply to one model"),
+        (("train", "MODEL=autoint", "NEGATIVE_SAMPLER=zipf"), "negative_sampler must be one of uniform, popularity"),
     ],
 )
 def test_a_mistake_in_make_train_is_one_clear_line_and_exit_2(tree, args, message):

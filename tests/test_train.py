@@ -246,3 +246,67 @@ def test_recency_weight_weighs_a_users_later_ratings_more_and_negatives_as_their
     weight = sampled["weight"].to_numpy()
     assert ((drawn_for["min"].to_numpy() <= weight) & (weight <= drawn_for["max"].to_numpy())).all()
     assert row_weights(training_rows(processed.train, config.MODELS["autoint_sampled"], processed.movies)) is None
+
+
+def test_every_declared_option_is_in_train_help_and_make_and_nothing_else_is(tmp_path):
+    from pipeline import settings_files
+    from pipeline.cli import app
+
+    options = settings_files.OPTIONS
+    assert {"epochs", "learning_rate", "dnn_hidden_units", "fresh_negatives", "candidates", "history"} <= set(options)
+    assert settings_files.flag(options["learning_rate"]) == "--lr"
+    assert settings_files.make_variable(options["learning_rate"]) == "LR"
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    lines = settings_files.makefile_variables(tmp_path).splitlines()
+    make_options = next(line for line in lines if line.startswith("TRAIN_OPTIONS := ")).split(" := ")[1].split()
+    assert make_options == [f"{name}={settings_files.make_variable(field)}" for name, field in options.items()]
+    for field in options.values():
+        for spelling in settings_files.flag(field).split("/"):
+            assert spelling in shown.output
+        assert field.metadata["help"] in shown.output
+    # A TrainConfig field that is not declared an option is neither a `train` option nor a `--set` field.
+    assert "lr_decay" not in options and "model" not in options
+    result = CliRunner().invoke(app, ["train", "--model", "autoint", "--lr-decay", "0.5"])
+    assert result.exit_code == 2 and "--lr-decay" in result.output
+    for assignment in ("lr_decay=0.5", "model=autoint_mlp"):
+        with pytest.raises(settings_files.SettingsError, match="unknown training option"):
+            settings_files.parse_overrides([assignment])
+
+
+def test_option_values_are_checked_against_the_declaration():
+    from pipeline import settings_files
+
+    parsed = settings_files.parse_overrides(["learning_rate=1e-3", "dnn_hidden_units=(64, 16)", "fresh_negatives=yes"])
+    assert parsed == {"learning_rate": 1e-3, "dnn_hidden_units": (64, 16), "fresh_negatives": True}
+    for assignment, message in (
+        ("epochs=0", "epochs must be >= 1"),
+        ("dnn_dropout=1.5", "dnn_dropout must be <= 1.0"),
+        ("negative_sampler=zipf", "negative_sampler must be one of uniform, popularity"),
+        ("dnn_hidden_units=a", "dnn_hidden_units must be tuple"),
+    ):
+        with pytest.raises(settings_files.SettingsError, match=message):
+            settings_files.parse_overrides([assignment])
+
+
+def test_option_arguments_give_back_the_same_overrides():
+    import typer
+
+    from pipeline.cli import app
+
+    overrides = {
+        "epochs": 2,
+        "learning_rate": 0.003,
+        "dnn_hidden_units": (8, 4),
+        "negative_sampler": "popularity",
+        "fresh_negatives": False,
+        "candidates": 100,
+    }
+    arguments = train.option_arguments(overrides)
+    assert arguments[:4] == ["--epochs", "2", "--lr", "0.003"] and "--fixed-negatives" in arguments
+    command = typer.main.get_command(app).commands["train"]
+    params = command.make_context("train", ["--model", "autoint", *arguments]).params
+    options = {name: value for name, value in params.items() if name in train.settings_files.OPTIONS}
+    assert train.overrides_from_options(**options) == overrides
+    result = CliRunner().invoke(app, ["train", "--model", "autoint", "--dnn-hidden-units", "8,x"])
+    assert result.exit_code == 2 and "--dnn-hidden-units" in result.output

@@ -6,15 +6,14 @@ Three ways in, one entry point (`python -m pipeline train --model X --workers N`
   * on a cluster, the cluster (a Kubernetes TFJob, Ray Train, or a person on each host) sets TF_CONFIG and
     runs the command on every host: `run_worker` joins the cluster and trains;
   * --streaming without --workers: the streamed rows on one process, no strategy.
-Every worker streams its own shard of the rows (pipeline/training/streaming.py) with batches of
+Every worker streams its own shard of the rows (pipeline/training/streaming.py, stream_plan.py) with batches of
 batch_size / N rows, so the global batch and the learning rate are the model's settings. Only the
-chief (task 0) writes the model, atomically (train.save_model); the others save to a scratch folder
+chief (task 0) writes the model, atomically (model_files.save_model); the others save to a scratch folder
 that is deleted, as tf.distribute asks of every worker.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -25,11 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import config
+from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
 from pipeline.processes import describe_exit, free_ports, wait_measured
 from pipeline.ranking import model_files
-from pipeline.training import training_log
+from pipeline.training import stream_plan, streaming, training_log
 
 THREADS_ENV = "PIPELINE_WORKER_THREADS"  # intra-op threads of a locally launched worker
 
@@ -74,8 +73,10 @@ class Launch:
 
 
 def worker_arguments(
-    name: str, split: str, settings: Path, processed_dir: Path, models_dir: Path, workers: int
+    name: str, split: str, processed_dir: Path, models_dir: Path, workers: int, options: list[str]
 ) -> list[str]:
+    """The `train` command every worker runs: the launcher's own, whose `options` (its --settings file and
+    training options) give each worker the same settings."""
     return [
         "-m",
         "pipeline",
@@ -84,19 +85,18 @@ def worker_arguments(
         name,
         "--split",
         split,
-        "--settings",
-        str(settings),
         "--processed-dir",
         str(processed_dir),
         "--models-dir",
         str(models_dir),
         "--workers",
         str(workers),
+        *options,
     ]
 
 
 def launch(
-    name: str, cfg: TrainConfig, split: str, processed_dir: Path, models_dir: Path, workers: int, echo=print
+    name: str, split: str, processed_dir: Path, models_dir: Path, workers: int, options: list[str], echo=print
 ) -> Launch:
     """Train model `name` on `workers` local processes joined by MultiWorkerMirroredStrategy on loopback.
 
@@ -108,24 +108,21 @@ def launch(
     addresses = [f"{host}:{port}" for port in free_ports(workers, host)]
     threads = max(1, (os.cpu_count() or 1) // workers)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="pipeline-launch-") as scratch:
-        settings = Path(scratch) / f"{name}.settings.json"
-        settings.write_text(json.dumps({"config": dataclasses.asdict(cfg)}))
-        arguments = worker_arguments(name, split, settings, processed_dir, models_dir, workers)
-        processes = []
-        try:
-            for index in range(workers):
-                env = {
-                    **os.environ,
-                    "TF_CONFIG": tf_config(addresses, index),
-                    THREADS_ENV: str(threads),
-                    "PYTHONUNBUFFERED": "1",
-                }
-                processes.append(subprocess.Popen([sys.executable, *arguments], env=env))
-                echo(f"worker {index}{' (chief)' if index == 0 else ''}: pid {processes[-1].pid} on {addresses[index]}")
-            return _watch(processes, name, split, models_dir, started)
-        finally:
-            _stop([process for process in processes if process.returncode is None])
+    arguments = worker_arguments(name, split, processed_dir, models_dir, workers, options)
+    processes = []
+    try:
+        for index in range(workers):
+            env = {
+                **os.environ,
+                "TF_CONFIG": tf_config(addresses, index),
+                THREADS_ENV: str(threads),
+                "PYTHONUNBUFFERED": "1",
+            }
+            processes.append(subprocess.Popen([sys.executable, *arguments], env=env))
+            echo(f"worker {index}{' (chief)' if index == 0 else ''}: pid {processes[-1].pid} on {addresses[index]}")
+        return _watch(processes, name, split, models_dir, started)
+    finally:
+        _stop([process for process in processes if process.returncode is None])
 
 
 def _watch(processes: list[subprocess.Popen], name: str, split: str, models_dir: Path, started: float) -> Launch:
@@ -184,9 +181,6 @@ def run_worker(
 ) -> dict:
     """Train on this process: as one worker of `cluster` (MultiWorkerMirroredStrategy), or alone when
     cluster is None. The chief (or the lone process) saves the model; returns the history."""
-    from pipeline import quiet_imports
-    from pipeline.training import streaming
-
     tf = quiet_imports.tensorflow()
     if os.environ.get(THREADS_ENV):
         tf.config.threading.set_intra_op_parallelism_threads(int(os.environ[THREADS_ENV]))
@@ -205,14 +199,21 @@ def run_worker(
 
 
 def train_command(
-    name: str, cfg: TrainConfig, split: str, processed_dir: Path, models_dir: Path, workers: int | None, echo, error
+    name: str,
+    cfg: TrainConfig,
+    split: str,
+    processed_dir: Path,
+    models_dir: Path,
+    workers: int | None,
+    options: list[str],
+    echo,
+    error,
 ) -> int:
-    """What `train --workers N` / `train --streaming` does; returns the exit code."""
-    from pipeline.training import streaming
-
+    """What `train --workers N` / `train --streaming` does; returns the exit code. `options` are the command
+    line's settings file and training options, which the launcher passes on to the workers it starts."""
     cluster = current_cluster() if workers else None
     try:
-        streaming.check_supported(cfg)
+        stream_plan.check_supported(cfg)
         if cluster and cluster.workers != workers:
             raise ValueError(f"--workers {workers}, but TF_CONFIG names {cluster.workers} workers")
         if not (processed_dir / "encoders.json").is_file():
@@ -222,7 +223,7 @@ def train_command(
         return 2
     if workers and workers > 1 and cluster is None:
         echo(f"training {name} on {workers} local workers (MultiWorkerMirroredStrategy, streamed input)")
-        result = launch(name, cfg, split, processed_dir, models_dir, workers, echo)
+        result = launch(name, split, processed_dir, models_dir, workers, options, echo)
         if result.exit_code:
             error(result.message)
             return result.exit_code

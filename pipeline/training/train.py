@@ -1,13 +1,14 @@
 """Fit a model of config.MODELS on a split's training rows → <name>.keras and <name>.training_log.json.
 
 The 14-field models (reference, tuned, sampled) are fitted here on rated rows (plus sampled negatives);
-the two-stage rankers are fitted by pipeline.ranking.ranker on retrieval candidates. Both write the same files:
+the two-stage rankers are fitted by pipeline.training.ranker on retrieval candidates. Both write the same files:
 <name>.keras and <name>.training_log.json (pipeline.ranking.model_files).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import sys
 import time
@@ -17,14 +18,14 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from pipeline import config, quiet_imports
+from pipeline import config, quiet_imports, settings_files
 from pipeline.config import TrainConfig
 from pipeline.data import history
 from pipeline.data.preprocess import Processed, load_processed
 from pipeline.files import record_timing
 from pipeline.ranking import architecture
 from pipeline.ranking.model_files import save_model
-from pipeline.training import callbacks, sampling
+from pipeline.training import callbacks, distributed, ranker, sampling
 from pipeline.training.training_log import epoch_table, training_log
 
 
@@ -103,27 +104,88 @@ def train_model(
 
 
 def parse_units(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    text = text.strip().strip("()")
-    return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    return None if text is None else settings_files.parse_units(text)
+
+
+def option_parameter(field: dataclasses.Field) -> inspect.Parameter:
+    """The typer option of a training option (settings_files.OPTIONS): its type, spelling, help and limits."""
+    declared = field.metadata
+    if declared["choices"]:
+        annotation = config.choice(field.name, declared["choices"])
+    else:
+        annotation = {"int": int, "float": float, "bool": bool}.get(settings_files.kind(field), str)
+    option = typer.Option(
+        None, settings_files.flag(field), help=declared["help"], min=declared["min"], max=declared["max"]
+    )
+    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def with_training_options(after: str):
+    """A typer command that takes the training options as **options, with one typer option per training option
+    (named as its TrainConfig field) put into its signature after parameter `after`, so `--help` lists each."""
+
+    def add_options(command):
+        parameters = [
+            parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for parameter in inspect.signature(command, eval_str=True).parameters.values()
+            if parameter.kind != inspect.Parameter.VAR_KEYWORD
+        ]
+        at = [parameter.name for parameter in parameters].index(after) + 1
+        parameters[at:at] = [option_parameter(field) for field in settings_files.OPTIONS.values()]
+        command.__signature__ = inspect.Signature(parameters, return_annotation=None)
+        return command
+
+    return add_options
 
 
 def overrides_from_options(**options) -> dict:
-    """The command line's training options that were given, as TrainConfig fields."""
-    renamed = {"lr": "learning_rate"}
-    values = {renamed.get(key, key): value for key, value in options.items() if value is not None}
-    if "dnn_hidden_units" in values:
-        values["dnn_hidden_units"] = parse_units(values["dnn_hidden_units"])
-    return {key: value.value if isinstance(value, Enum) else value for key, value in values.items()}
+    """The training options given on the command line (named as TrainConfig fields), as TrainConfig values."""
+    overrides = {}
+    for name, value in options.items():
+        field = settings_files.OPTIONS[name]
+        if value is None:
+            continue
+        if isinstance(value, Enum):
+            value = value.value
+        elif settings_files.kind(field).startswith("tuple"):
+            try:
+                value = parse_units(value)
+            except ValueError:
+                message = f'{value!r} is not a comma list of integers such as "32,32"'
+                raise typer.BadParameter(message, param_hint=settings_files.flag(field)) from None
+        overrides[name] = value
+    return overrides
 
 
-def train_and_save(name: str, cfg: TrainConfig, data: Processed, split: str, models_dir: Path, progress: bool) -> dict:
-    """Train model `name` with `cfg` on `data`'s training rows (split `split`) and save it; returns its training log."""
+def option_arguments(overrides: dict) -> list[str]:
+    """The `train` arguments that give `overrides` (TrainConfig fields → values), the inverse of
+    overrides_from_options: what a launcher passes on to the `train` processes it starts."""
+    arguments = []
+    for name, value in overrides.items():
+        spelling = settings_files.flag(settings_files.OPTIONS[name])
+        if isinstance(value, bool):
+            arguments.append(spelling.split("/")[0 if value else 1])
+        else:
+            arguments += [spelling, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return arguments
+
+
+def train_and_save(
+    name: str,
+    cfg: TrainConfig,
+    data: Processed,
+    split: str,
+    models_dir: Path,
+    progress: bool,
+    candidate_lists: Path | None = None,
+) -> dict:
+    """Train model `name` with `cfg` on `data`'s training rows (split `split`) and save it; returns its training
+    log. A two-stage ranker trains on the lists saved at `candidate_lists` when they fit its settings."""
     if cfg.candidates:
-        from pipeline.training import ranker
-
-        fitted, log = ranker.train_ranker(data, cfg, progress=progress)
+        lists = ranker.saved_lists(candidate_lists, cfg)
+        if candidate_lists is not None and lists is None:
+            print(f"NOTE: {candidate_lists} does not fit {name}'s settings; building its lists for this run")
+        fitted, log = ranker.train_ranker(data, cfg, progress=progress, lists=lists)
     else:
         fitted, log = train_model(data.train, data.encoders.dims(), cfg, progress=progress, catalogue=data.movies)
     log["split"] = split
@@ -134,6 +196,7 @@ def train_and_save(name: str, cfg: TrainConfig, data: Processed, split: str, mod
     return log
 
 
+@with_training_options(after="settings")
 def train_command(
     model: config.Model = typer.Option(..., help="The model to train (config.MODELS)."),
     split: config.Split = typer.Option(config.Split.random, help="The split whose training rows to fit."),
@@ -142,22 +205,9 @@ def train_command(
         help="A settings file written by `python3 -m pipeline.settings_files` "
         "(what the Makefile passes); options below override it.",
     ),
-    epochs: int = typer.Option(None, min=1),
-    lr: float = typer.Option(None, "--lr", min=0.0, help="Adam learning rate."),
-    batch_size: int = typer.Option(None, min=1),
-    embedding_dim: int = typer.Option(None, min=1),
-    att_layer_num: int = typer.Option(None, min=0),
-    att_head_num: int = typer.Option(None, min=1),
-    dnn_hidden_units: str = typer.Option(None, help='Comma list, e.g. "32,32"; "" for none.'),
-    dnn_dropout: float = typer.Option(None, min=0.0, max=1.0),
-    validation_split: float = typer.Option(None, min=0.0, max=0.9),
-    negatives: int = typer.Option(None, min=0, help="Sampled unrated movies per rating (0: rated rows only)."),
-    negative_sampler: config.NegativeSampler = typer.Option(None),
-    negatives_per: config.NegativesPer = typer.Option(None, help="Negatives per rating, or the same count per user."),
-    fresh_negatives: bool = typer.Option(
-        None, "--fresh-negatives/--fixed-negatives", help="Draw new negatives every epoch, or once."
+    candidate_lists: Path = typer.Option(
+        None, help="A two-stage ranker's out-of-fold lists from `python -m pipeline candidates` (else built here)."
     ),
-    seed: int = typer.Option(None, help="Random seed of the weights and of the sampled negatives."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
     # --- Scale: streaming input and workers (pipeline/training/streaming.py, pipeline/training/distributed.py) ---
@@ -174,24 +224,10 @@ def train_command(
         "holding them in memory (14-field models).",
     ),
     # --- end of scale options ---
+    **options,
 ) -> None:
     """Train one model (its settings from config.MODELS, or --settings) and save it with its training log."""
-    overrides = overrides_from_options(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        embedding_dim=embedding_dim,
-        att_layer_num=att_layer_num,
-        att_head_num=att_head_num,
-        dnn_hidden_units=dnn_hidden_units,
-        dnn_dropout=dnn_dropout,
-        validation_split=validation_split,
-        negatives=negatives,
-        negative_sampler=negative_sampler,
-        negatives_per=negatives_per,
-        fresh_negatives=fresh_negatives,
-        seed=seed,
-    )
+    overrides = overrides_from_options(**options)
     name = model.value
     cfg = (
         config.train_config(json.loads(settings.read_text())["config"])
@@ -201,8 +237,6 @@ def train_command(
     cfg = dataclasses.replace(cfg, **overrides)
     # --- Scale: streamed or multi-worker training never loads the tables into memory ---
     if streaming or workers:
-        from pipeline.training import distributed
-
         raise typer.Exit(
             distributed.train_command(
                 name,
@@ -211,6 +245,7 @@ def train_command(
                 processed_dir,
                 models_dir,
                 workers,
+                (["--settings", str(settings)] if settings else []) + option_arguments(overrides),
                 echo=typer.echo,
                 error=lambda line: typer.echo(line, err=True),
             )
@@ -222,8 +257,6 @@ def train_command(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"training {name} on the {split.value} split's {len(data.train):,} ratings")
-    log = train_and_save(name, cfg, data, split.value, models_dir, progress=sys.stderr.isatty())
+    log = train_and_save(name, cfg, data, split.value, models_dir, sys.stderr.isatty(), candidate_lists)
     typer.echo(epoch_table(log))
-    typer.echo(
-        f"{name}: trained in {history['train_seconds']} s; saved {config.model_path(name, split.value, models_dir)}"
-    )
+    typer.echo(f"{name}: trained in {log['train_seconds']} s; saved {config.model_path(name, split.value, models_dir)}")

@@ -11,6 +11,10 @@ from pipeline.evaluation import report, tune
 from pipeline.training import sampling
 from tests.conftest import small_config
 
+# These tests are about the search (per-epoch scoring, negatives, carves, merging tuning.json), not the model:
+# one self-attention layer instead of three builds and traces the same model code in about a third of the time.
+FAST = {"att_layer_num": 1}
+
 
 def test_candidates_are_scored_every_epoch_and_fresh_negatives_are_redrawn(raw_dir, monkeypatch):
     data = preprocess.preprocess(*preprocess.read_raw(raw_dir))
@@ -23,7 +27,9 @@ def test_candidates_are_scored_every_epoch_and_fresh_negatives_are_redrawn(raw_d
     monkeypatch.setattr(sampling, "sample_unrated", lambda *a, **k: draws.append(real(*a, **k)) or draws[-1])
     for fresh in (False, True):
         draws.clear()
-        cfg = dataclasses.replace(config.MODELS["autoint_sampled"], epochs=2, batch_size=1024, fresh_negatives=fresh)
+        cfg = dataclasses.replace(
+            config.MODELS["autoint_sampled"], epochs=2, batch_size=1024, fresh_negatives=fresh, **FAST
+        )
         records = tune.run_candidate(cfg, tuning, data.encoders.dims(), progress=lambda line: None)
         assert [record["epoch"] for record in records] == [1, 2]
         assert all(0 <= record["full_catalog/recall@10"] <= 1 for record in records)
@@ -36,7 +42,7 @@ def test_a_two_stage_candidate_is_scored_every_epoch_on_the_full_catalogue(raw_d
     data = preprocess.preprocess(*preprocess.read_raw(raw_dir))
     tuning = tune.carve_validation(data, users_sample=0)
     assert tuning.test["user_id"].nunique() == len(np.unique(tuning.test["user_id"]))  # every validation user
-    cfg = small_config("autoint_two_stage", epochs=2)
+    cfg = small_config("autoint_two_stage", epochs=2, **FAST)
     records = tune.run_candidate(cfg, tuning, data.encoders.dims(), progress=lambda line: None)
     assert [record["epoch"] for record in records] == [1, 2]
     assert all(0 <= record["full_catalog/ndcg@10"] <= 1 for record in records)
@@ -56,16 +62,18 @@ def test_temporal_carve_holds_out_each_users_latest_training_rows(raw_dir):
     assert (first_val >= last_fit.loc[first_val.index]).all()
 
 
-def test_tune_command_merges_candidates_run_one_at_a_time_and_the_report_lists_them(small_run, monkeypatch):
+def test_tune_command_merges_candidates_run_one_at_a_time_and_the_report_lists_them(
+    small_processed, tmp_path, monkeypatch
+):
     from typer.testing import CliRunner
 
     from pipeline.cli import app
 
-    tiny = dataclasses.replace(config.MODELS["autoint_sampled"], epochs=1, batch_size=1024)
+    tiny = dataclasses.replace(config.MODELS["autoint_sampled"], epochs=1, batch_size=1024, **FAST)
     space = [tune.Candidate("random", tiny), tune.Candidate("temporal", dataclasses.replace(tiny, target="graded"))]
     monkeypatch.setattr(tune, "search_space", lambda: space)
-    out = small_run / "tuning.json"
-    args = ["tune", "--processed-dir", str(small_run / "data" / "processed"), "--out", str(out)]
+    out = tmp_path / "tuning.json"
+    args = ["tune", "--processed-dir", str(small_processed), "--out", str(out)]
     for index in ("1", "0", "1"):
         result = CliRunner().invoke(app, [*args, "--only", index])
         assert result.exit_code == 0, result.output

@@ -16,14 +16,15 @@ from pipeline.bench.recommend_bench import plain_predict
 from pipeline.cli import app
 from pipeline.ranking import architecture, model_files
 from pipeline.ranking.scorers import ModelScorer, top_n
-from pipeline.serving import recommend
+from pipeline.serving import answers
+from pipeline.serving.recommender import OCCUPATION_LABELS, Recommender, RecommendError
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def rec(small_run):
-    return recommend.load_recommender(small_run / "data" / "processed", small_run / "artifacts" / "models")
+    return Recommender.load(small_run / "data" / "processed", small_run / "artifacts" / "models")
 
 
 @pytest.fixture(scope="module")
@@ -54,20 +55,20 @@ def run(small_run, *args):
 def test_profile_uses_readable_labels(rec, raw_dir):
     line = (raw_dir / "users.dat").read_text(encoding="latin-1").splitlines()[2]
     user_id, gender, age, occupation, zip_code = line.split("::")
-    who = recommend.profile(rec, int(user_id))
+    who = rec.profile(int(user_id))
     assert who == {
         "user_id": int(user_id),
         "gender": {"M": "male", "F": "female"}[gender],
         "age": {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55", 56: "56+"}[int(age)],
-        "occupation": recommend.OCCUPATION_LABELS[int(occupation)],
+        "occupation": OCCUPATION_LABELS[int(occupation)],
         "zip": zip_code,
     }
-    assert len(recommend.OCCUPATION_LABELS) == 21 and recommend.OCCUPATION_LABELS[12] == "programmer"
+    assert len(OCCUPATION_LABELS) == 21 and OCCUPATION_LABELS[12] == "programmer"
 
 
 def test_liked_history_is_every_rating_of_four_or_more_newest_first(rec, ratings, movies):
     mine = ratings[(ratings["user"] == 5) & (ratings["rating"] >= 4)]
-    history = recommend.liked_history(rec, 5)
+    history = rec.liked_history(5)
     assert list(history.columns) == ["movie_id", "title", "genres", "rating", "date"]
     assert sorted(history["movie_id"]) == sorted(mine["movie"])
     expected_dates = pd.to_datetime(mine.set_index("movie")["time"], unit="s", utc=True).dt.strftime("%Y-%m-%d")
@@ -79,7 +80,7 @@ def test_liked_history_is_every_rating_of_four_or_more_newest_first(rec, ratings
 
 @pytest.mark.parametrize("mode", config.SERVED_MODES)
 def test_recommendations_are_n_unseen_movies_best_first(rec, ratings, mode):
-    top = recommend.recommend(rec, 7, "autoint", n=10, mode=mode)
+    top = rec.recommend(7, "autoint", n=10, mode=mode)
     assert list(top.columns) == ["rank", "movie_id", "title", "genres", "score"]
     assert list(top["rank"]) == list(range(1, 11))
     assert not set(top["movie_id"]) & set(ratings.loc[ratings["user"] == 7, "movie"])
@@ -91,10 +92,10 @@ def test_two_stage_recommends_from_the_retrieval_candidates_only(rec, ratings):
     from pipeline.ranking import candidates
 
     scorer = rec.scorer("autoint_mlp_two_stage")
-    code = recommend.user_code(rec, 7)
+    code = rec.user_code(7)
     lists = candidates.user_lists(scorer.retrieval, rec.user_ratings(code), rec.users, scorer.cfg)
     candidates = set(rec.encoders.decode("movie_id", lists.movies[0]).astype(int))
-    everything = recommend.recommend(rec, 7, "autoint_mlp", n=10_000)
+    everything = rec.recommend(7, "autoint_mlp", n=10_000)
     assert len(everything) == scorer.cfg.candidates
     assert set(everything["movie_id"]) == candidates
     seen = set(ratings.loc[ratings["user"] == 7, "movie"])
@@ -102,34 +103,32 @@ def test_two_stage_recommends_from_the_retrieval_candidates_only(rec, ratings):
 
 
 def test_reference_mode_ranks_the_whole_unseen_catalogue(rec, ratings):
-    everything = recommend.recommend(rec, 7, "autoint_mlp", n=100_000, mode="reference")
+    everything = rec.recommend(7, "autoint_mlp", n=100_000, mode="reference")
     rated = set(ratings.loc[ratings["user"] == 7, "movie"])
     assert set(everything["movie_id"]) == set(ratings["movie"]) - rated
 
 
 def test_context_defaults_to_the_latest_rating_and_can_be_chosen(rec, ratings):
     latest = pd.to_datetime(ratings.loc[ratings["user"] == 7, "time"].max(), unit="s", utc=True)
-    assert recommend.context(rec, 7) == (latest.year, latest.month)
-    assert recommend.context(rec, 7, month=2) == (latest.year, 2)
-    years = recommend.valid_years(rec)
+    assert rec.context(7) == (latest.year, latest.month)
+    assert rec.context(7, month=2) == (latest.year, 2)
+    years = rec.valid_years()
     assert years == sorted(years) and all(2000 <= year <= 2003 for year in years)
     for mode in config.SERVED_MODES:
-        default = recommend.recommend(rec, 7, "autoint", n=20, mode=mode)
-        same = recommend.recommend(rec, 7, "autoint", year=latest.year, month=latest.month, n=20, mode=mode)
+        default = rec.recommend(7, "autoint", n=20, mode=mode)
+        same = rec.recommend(7, "autoint", year=latest.year, month=latest.month, n=20, mode=mode)
         pd.testing.assert_frame_equal(default, same)
-        early = recommend.recommend(rec, 7, "autoint", year=years[0], month=1, n=20, mode=mode)
-        late = recommend.recommend(rec, 7, "autoint", year=years[-1], month=12, n=20, mode=mode)
+        early = rec.recommend(7, "autoint", year=years[0], month=1, n=20, mode=mode)
+        late = rec.recommend(7, "autoint", year=years[-1], month=12, n=20, mode=mode)
         assert not np.allclose(early["score"].to_numpy(), late["score"].to_numpy())
 
 
 @pytest.mark.parametrize("name", config.REFERENCE_MODELS)
-def test_fast_path_ranks_exactly_like_plain_predict(rec, small_run, name):
+def test_the_traced_scorer_ranks_exactly_like_plain_predict(rec, small_run, name):
     model = model_files.load_keras(config.model_path(name, "random", small_run / "artifacts" / "models"))
     users = rec.users.head(40).assign(rating_year=0, rating_month=3, rating_decade=0)
     exclude = rec.ratings[["user_id", "movie_id"]]
-    scorer = ModelScorer(model)
-    assert scorer.grid is not None  # the trained models take the fast grid path
-    fast = top_n(scorer, users, rec.movies, exclude, n=10)
+    fast = top_n(ModelScorer(model), users, rec.movies, exclude, n=10)
     slow = top_n(plain_predict(model, batch_size=4096), users, rec.movies, exclude, n=10)
     assert len(fast) == 400
     assert (fast[["user_id", "rank", "movie_id"]].to_numpy() == slow[["user_id", "rank", "movie_id"]].to_numpy()).all()
@@ -155,7 +154,7 @@ def test_top_n_breaks_ties_by_movie_code_and_never_scores_excluded_pairs(rec):
 
 @pytest.mark.parametrize("name", ["autoint_mlp", "random"])
 def test_top_n_gives_the_same_lists_in_one_chunk_or_many(rec, small_run, name):
-    """On ML-1M about 45 chunks run (and the grid's per-movie cache is reused across them)."""
+    """On ML-1M about 45 chunks run."""
     from pipeline.evaluation import baselines
 
     if name == "random":
@@ -185,26 +184,26 @@ def test_model_scorer_gives_the_same_scores_across_batch_boundaries(rec, small_r
 
 @pytest.mark.parametrize("mode", config.SERVED_MODES)
 def test_recommend_all_is_every_users_recommend(rec, mode):
-    top = recommend.recommend_all(rec, "autoint_mlp", n=10, progress=False, mode=mode)
+    top = rec.recommend_all("autoint_mlp", n=10, progress=False, mode=mode)
     assert list(top.columns) == ["user_id", "rank", "movie_id", "title", "genres", "score"]
     assert len(top) == 10 * len(rec.users)
     for user_id in (1, 7, 150):
-        one = recommend.recommend(rec, user_id, "autoint_mlp", n=10, mode=mode)
+        one = rec.recommend(user_id, "autoint_mlp", n=10, mode=mode)
         mine = top[top["user_id"] == user_id]
         assert list(mine["movie_id"]) == list(one["movie_id"])
         np.testing.assert_allclose(mine["score"], one["score"], rtol=1e-5)
 
 
 def test_a_new_person_gets_unseen_movies_and_the_profile_matters(rec):
-    liked = [int(movie) for movie in recommend.movies_by_likes(rec)["movie_id"].head(5)]
-    top = recommend.recommend_for_liked(rec, liked, n=10)
+    liked = [int(movie) for movie in rec.movies_by_likes()["movie_id"].head(5)]
+    top = rec.recommend_for_liked(liked, n=10)
     assert list(top["rank"]) == list(range(1, 11)) and not set(top["movie_id"]) & set(liked)
     assert top["score"].is_monotonic_decreasing
-    again = recommend.recommend_for_liked(rec, [*liked, liked[0], liked[2]], n=10)  # duplicates are ignored
+    again = rec.recommend_for_liked([*liked, liked[0], liked[2]], n=10)  # duplicates are ignored
     pd.testing.assert_frame_equal(top, again)
-    other = recommend.recommend_for_liked(rec, liked, gender="F", age=56, occupation=13, n=10)
+    other = rec.recommend_for_liked(liked, gender="F", age=56, occupation=13, n=10)
     assert not np.allclose(top["score"].to_numpy(), other["score"].to_numpy())
-    different = recommend.recommend_for_liked(rec, liked[2:], n=10)
+    different = rec.recommend_for_liked(liked[2:], n=10)
     assert list(different["movie_id"]) != list(top["movie_id"])
 
 
@@ -224,7 +223,7 @@ def test_a_bad_liked_list_is_one_line_and_exit_2(small_run, liked, message):
 
 
 def test_a_new_person_from_the_command_line_as_text_and_json(small_run, rec):
-    liked = ",".join(str(movie) for movie in recommend.movies_by_likes(rec)["movie_id"].head(3))
+    liked = ",".join(str(movie) for movie in rec.movies_by_likes()["movie_id"].head(3))
     result = run(small_run, "--liked", liked, "--gender", "F", "--n", "4")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("a new person: female") and "liked movies given: 3" in result.output
@@ -233,7 +232,7 @@ def test_a_new_person_from_the_command_line_as_text_and_json(small_run, rec):
     assert [row["movie_id"] for row in out["liked_history"]] == [int(movie) for movie in liked.split(",")]
     ((name, rows),) = out["recommendations"].items()
     assert name == config.model_name(config.DEFAULT_ARCHITECTURE, "two_stage")
-    expected = recommend.recommend_for_liked(rec, [int(movie) for movie in liked.split(",")], n=4)
+    expected = rec.recommend_for_liked([int(movie) for movie in liked.split(",")], n=4)
     assert [row["movie_id"] for row in rows] == list(expected["movie_id"])
     result = run(small_run, "--liked", liked, "--mode", "reference")
     assert result.exit_code == 2 and "two-stage models only" in result.stderr
@@ -253,14 +252,14 @@ def test_default_model_and_json_output(small_run, rec):
     result = run(small_run, "--user", "3", "--n", "4", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["profile"] == recommend.profile(rec, 3)
+    assert out["profile"] == rec.profile(3)
     assert list(out["recommendations"]) == [config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE)]
     rows = next(iter(out["recommendations"].values()))
-    expected = recommend.recommend(rec, 3, n=4)
+    expected = rec.recommend(3, n=4)
     assert [row["movie_id"] for row in rows] == list(expected["movie_id"])
     assert [row["rank"] for row in rows] == [1, 2, 3, 4]
-    assert len(out["liked_history"]) == len(recommend.liked_history(rec, 3))
-    assert (out["context"]["year"], out["context"]["month"]) == recommend.context(rec, 3)
+    assert len(out["liked_history"]) == len(rec.liked_history(3))
+    assert (out["context"]["year"], out["context"]["month"]) == rec.context(3)
 
 
 @pytest.mark.parametrize(
@@ -300,8 +299,8 @@ def test_missing_model_or_data_names_the_make_target(small_run, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     result = CliRunner().invoke(app, ["recommend", "--user", "3", "--processed-dir", str(tmp_path)])
     assert result.exit_code == 2 and "`make preprocess`" in result.stderr
-    with pytest.raises(recommend.RecommendError, match="make train"):
-        recommend.load_recommender(processed, tmp_path, models=[name])
+    with pytest.raises(RecommendError, match="make train"):
+        Recommender.load(processed, tmp_path, models=[name])
 
 
 def test_recommend_all_command_writes_parquet(small_run, tmp_path, rec):
@@ -323,12 +322,12 @@ def test_a_new_process_prints_clean_json_and_one_line_errors(small_run):
 
 
 def test_search_finds_titles_most_liked_first(rec, movies):
-    found = recommend.search_movies(rec, "movie 1", limit=50)
+    found = rec.search_movies("movie 1", limit=50)
     assert len(found) > 0 and found["title"].str.lower().str.contains("movie 1").all()
     assert found["likes"].is_monotonic_decreasing
     assert set(found["movie_id"]) <= set(movies["movie"])
-    with pytest.raises(recommend.RecommendError, match="empty"):
-        recommend.search_movies(rec, "  ")
+    with pytest.raises(RecommendError, match="empty"):
+        rec.search_movies("  ")
 
 
 def test_bench_writes_its_figures(small_run, tmp_path):
@@ -357,24 +356,20 @@ def test_default_answers_come_from_a_fresh_precomputed_table_and_equal_the_score
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "artifacts" / "precomputed" / "autoint_mlp_two_stage.parquet")
     assert list(table.columns) == ["user_id", "rank", "movie_id", "score"] and table["rank"].max() == 20
-    with_table = recommend.load_recommender(processed, models)
+    with_table = Recommender.load(processed, models)
     assert with_table.precomputed("autoint_mlp_two_stage") is not None
     for user_id in (1, 7, 150):
         for n in (5, 20):
-            pd.testing.assert_frame_equal(
-                recommend.recommend(with_table, user_id, n=n), recommend.recommend(rec, user_id, n=n), rtol=1e-5
-            )
+            pd.testing.assert_frame_equal(with_table.recommend(user_id, n=n), rec.recommend(user_id, n=n), rtol=1e-5)
     assert "autoint_mlp_two_stage" not in with_table.scorers  # answered without loading the model
     # The command's (and the page's) default request too: the known user's output never loads the model.
-    output = recommend.known_user_output(with_table, 7, "autoint_mlp", "two_stage", None, None, 10)
-    pd.testing.assert_frame_equal(
-        output["recommendations"]["autoint_mlp_two_stage"], recommend.recommend(rec, 7), rtol=1e-5
-    )
+    output = answers.known_user_output(with_table, 7, "autoint_mlp", "two_stage", None, None, 10)
+    pd.testing.assert_frame_equal(output["recommendations"]["autoint_mlp_two_stage"], rec.recommend(7), rtol=1e-5)
     assert "autoint_mlp_two_stage" not in with_table.scorers
-    recommend.recommend(with_table, 7, n=21)  # more than the table holds: scored
-    recommend.recommend(with_table, 7, month=3)  # another context: scored
+    with_table.recommend(7, n=21)  # more than the table holds: scored
+    with_table.recommend(7, month=3)  # another context: scored
     assert "autoint_mlp_two_stage" in with_table.scorers
     # A model trained after its table makes the table stale: it is not used.
     model = config.model_path("autoint_mlp_two_stage", "random", models)
     os.utime(model, (model.stat().st_atime, model.stat().st_mtime + 3600))
-    assert recommend.load_recommender(processed, models).precomputed("autoint_mlp_two_stage") is None
+    assert Recommender.load(processed, models).precomputed("autoint_mlp_two_stage") is None

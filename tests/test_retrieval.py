@@ -69,7 +69,7 @@ def test_top_k_skips_seen_movies_orders_by_score_and_breaks_ties_by_code():
 
 def test_fit_save_and_load_round_trip(tmp_path):
     fitted = ease.fit(CO_LIKED, 6, 4, l2=1.0)
-    path = ease.save(fitted, tmp_path / "models" / "ease.npz")
+    path = ease.save(fitted, tmp_path / "models" / "retrieval.npz")
     loaded = ease.load(path)
     np.testing.assert_array_equal(loaded.weights, fitted.weights)
     np.testing.assert_array_equal(loaded.rated_weights, fitted.rated_weights)
@@ -100,7 +100,7 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
     assert result.exit_code == 0, result.output
     data = load_processed(processed).split("temporal")
     expected = ease.fit(data.train, len(data.users), len(data.movies))
-    loaded = ease.load(tmp_path / "models" / "temporal" / "ease.npz")
+    loaded = ease.load(tmp_path / "models" / "temporal" / "retrieval.npz")
     np.testing.assert_array_equal(loaded.weights, expected.weights)
     np.testing.assert_array_equal(loaded.rated_weights, expected.rated_weights)
     result = CliRunner().invoke(app, ["retrieval", "--split", "weekly", "--processed-dir", str(processed)])

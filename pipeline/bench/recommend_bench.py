@@ -6,7 +6,7 @@ Prints a table and writes artifacts/bench.json:
   every user        every user's Top-10 (`recommend_all`)
   cold start        wall time and peak RSS of `python -m pipeline recommend --user 3` in a new process
   ranker training   the default models' training time, from their history
-  reference mode    the reference model ranking the whole catalogue: the fast grid path (autoint_grid, used by
+  reference mode    the reference model ranking the whole catalogue: the traced scorer (ModelScorer, used by
                     the evaluation of the 14-field models) against plain `Model.predict`
 The targets are config.GOALS. The load average is recorded too: on a small shared machine, other work
 moves every figure.
@@ -26,19 +26,13 @@ import numpy as np
 import typer
 
 from pipeline import config
+from pipeline.data.history import latest_context
 from pipeline.files import write_json
 from pipeline.ranking import model_files
-from pipeline.serving.recommend import (
-    RecommendError,
-    context,
-    context_codes,
-    fail,
-    load_recommender,
-    parse_user,
-    recommend,
-    recommend_all,
-    user_code,
-)
+from pipeline.ranking.model_files import load_training_log
+from pipeline.ranking.scorers import top_n
+from pipeline.serving.recommender import Recommender, RecommendError, parse_user
+from pipeline.serving.terminal import fail
 
 REPO = config.REPO_DIR
 
@@ -100,15 +94,13 @@ def cold_start(user_id: int, processed_dir: Path, models_dir: Path, runs: int) -
 
 
 def reference_mode(rec, user_id: int, repeats: int, plain_users: int) -> dict:
-    """The reference AutoInt+MLP over the whole catalogue: grid fast path against plain Model.predict."""
-    from pipeline.data.history import latest_context
-    from pipeline.ranking.scorers import top_n
+    """The reference AutoInt+MLP over the whole catalogue: the traced scorer against plain Model.predict."""
 
     name = config.model_name(config.DEFAULT_ARCHITECTURE, "reference")
     fast = rec.scorer(name)
     plain = plain_predict(model_files.load_keras(config.model_path(name, "random", rec.models_dir)))
-    code = user_code(rec, user_id)
-    one = rec.users[rec.users["user_id"] == code].assign(**context_codes(rec, *context(rec, user_id)))
+    code = rec.user_code(user_id)
+    one = rec.users[rec.users["user_id"] == code].assign(**rec.context_codes(*rec.context(user_id)))
     rated = rec.user_ratings(code)[["user_id", "movie_id"]]
     out = {"model": name}
     for label, score_fn in (("fast", fast), ("plain", plain)):
@@ -140,10 +132,9 @@ def reference_mode(rec, user_id: int, repeats: int, plain_users: int) -> dict:
 def run_bench(
     processed_dir: Path, models_dir: Path, user_id: int, repeats: int, plain_users: int, cold_runs: int
 ) -> dict:
-    from pipeline.ranking.model_files import load_training_log
 
     name = config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE)
-    rec = load_recommender(processed_dir, models_dir, models=[name])
+    rec = Recommender.load(processed_dir, models_dir, models=[name])
     results = {
         "model": name,
         "catalogue": len(rec.movies),
@@ -154,11 +145,11 @@ def run_bench(
     }
     # Scored now (retrieval + ranking), in the user's own context given explicitly, which bypasses the
     # precomputed table; then the same request as make recommend makes it, answered from that table.
-    year, month = context(rec, user_id, None, None)
-    scored = partial(recommend, rec, user_id, year=year, month=month)
+    year, month = rec.context(user_id, None, None)
+    scored = partial(rec.recommend, user_id, year=year, month=month)
     results["one_user_ms"] = round(1000 * median_seconds(scored, repeats), 1)
-    results["one_user_precomputed_ms"] = round(1000 * median_seconds(lambda: recommend(rec, user_id), repeats), 1)
-    results["all_users_s"] = round(seconds(lambda: recommend_all(rec, progress=True)), 1)
+    results["one_user_precomputed_ms"] = round(1000 * median_seconds(lambda: rec.recommend(user_id), repeats), 1)
+    results["all_users_s"] = round(seconds(lambda: rec.recommend_all(progress=True)), 1)
     results["cold_recommend_s"], results["cold_recommend_peak_rss_gib"] = cold_start(
         user_id, processed_dir, models_dir, cold_runs
     )
@@ -198,12 +189,12 @@ def table(results: dict, user_id: int, repeats: int) -> str:
             for name, seconds_ in results["ranker_train_s"].items()
         ),
         (
-            "reference mode: one user's catalogue, grid / plain predict",
+            "reference mode: one user's catalogue, traced / plain predict",
             f"{reference['one_user_ms_fast']} / {reference['one_user_ms_plain']} ms",
             "",
         ),
         (
-            "reference mode: every user's Top-10, grid / plain predict",
+            "reference mode: every user's Top-10, traced / plain predict",
             f"{reference['all_users_s_fast']} / {reference['all_users_s_plain']} s",
             "",
         ),
@@ -211,7 +202,7 @@ def table(results: dict, user_id: int, repeats: int) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.append(
-        f"model {results['model']}; reference-mode grid and plain predict give the same Top-10: "
+        f"model {results['model']}; reference-mode traced and plain predict give the same Top-10: "
         f"{reference['same_ranking_fast_and_plain']}; {results['cpus']} CPUs, load average "
         f"{results['load_average_before'][0]} before, {results['load_average_after'][0]} after"
     )

@@ -22,9 +22,11 @@ from pipeline import config
 from pipeline.data import history
 from pipeline.data.history import latest_context
 from pipeline.data.preprocess import Processed, load_processed
-from pipeline.evaluation import baselines, metrics
+from pipeline.evaluation import baselines, metrics, newcomers
 from pipeline.evaluation.tables import metrics_table
 from pipeline.files import record_timing, write_json, write_parquet
+from pipeline.ranking import candidates
+from pipeline.ranking.model_files import load_training_log
 from pipeline.ranking.scorers import ScoreFn, load_scorer, ranked_frame, score_rows, top_n
 from pipeline.retrieval import ease
 
@@ -39,10 +41,12 @@ def relevant_movies(data: Processed) -> pd.DataFrame:
     return data.test.loc[data.test["label"] == 1, ["user_id", "movie_id"]]
 
 
-def evaluate_scorer(score_fn: ScoreFn, data: Processed, users: pd.DataFrame, k: int = config.TOP_N):
-    """A row scorer (a 14-field model or a baseline) under every protocol; a model with history fields
-    reads each user's history from the training rows only. Returns (metrics, test predictions,
-    full-catalogue top-k), in codes."""
+def evaluate_scorer(
+    score_fn: ScoreFn, data: Processed, users: pd.DataFrame, k: int = config.TOP_N, full_catalog: bool = True
+):
+    """A row scorer (a 14-field model or a baseline) under every protocol (the full-catalogue one only when
+    `full_catalog`); a model with history fields reads each user's history from the training rows only.
+    Returns (metrics, test predictions, full-catalogue top-k or None), in codes."""
     fields = getattr(score_fn, "history_fields", {})
     n_users = len(data.users)
     row_histories = {
@@ -55,6 +59,12 @@ def evaluate_scorer(score_fn: ScoreFn, data: Processed, users: pd.DataFrame, k: 
     }
     predictions = data.test[["user_id", "movie_id", "rating", "label"]].copy()
     predictions["score"] = score_rows(score_fn, data.test, row_histories)
+    result = {
+        "reference_protocol": metrics.reference_protocol(predictions, k),
+        "rated": metrics.rated_metrics(predictions, k),
+    }
+    if not full_catalog:
+        return result, predictions, None
     top = top_n(
         score_fn,
         users,
@@ -64,19 +74,13 @@ def evaluate_scorer(score_fn: ScoreFn, data: Processed, users: pd.DataFrame, k: 
         progress=True,
         histories=user_histories,
     )
-    result = {
-        "reference_protocol": metrics.reference_protocol(predictions, k),
-        "rated": metrics.rated_metrics(predictions, k),
-        "full_catalog": metrics.full_catalog_metrics(top, relevant_movies(data), k),
-    }
+    result["full_catalog"] = metrics.full_catalog_metrics(top, relevant_movies(data), k)
     return result, predictions, top
 
 
 def evaluate_two_stage(two_stage, data: Processed, k: int = config.TOP_N):
     """A two-stage recommender on the full-catalogue protocol (it orders retrieval candidates, so it has
     no score for an arbitrary rated row). Returns (metrics, None, top-k), in codes."""
-    from pipeline.ranking import candidates
-
     lists = candidates.user_lists(two_stage.retrieval, data.train, data.users, two_stage.cfg)
     lists = lists.take(np.isin(lists.owner, data.test["user_id"].unique()))
     movies, scores = two_stage.top_n(lists, k, progress=True)
@@ -89,9 +93,9 @@ def baseline_score_fn(name: str, train: pd.DataFrame, fitted: ease.Retrieval | N
     return lambda inputs: scorer(inputs["user_id"], inputs["movie_id"])
 
 
-def evaluate_split(data: Processed, split: str, names, models_dir: Path, echo=typer.echo):
-    """Every model of `names` trained on `split`, and every baseline, through the same code.
-    Returns (results, {name: (predictions, top)})."""
+def evaluate_split(data: Processed, split: str, names, models_dir: Path, echo=typer.echo, full_catalog: bool = True):
+    """Every model of `names` trained on `split`, and every baseline, through the same code; the 14-field
+    models over the whole catalogue too when `full_catalog`. Returns (results, {name: (predictions, top)})."""
     users = test_users(data)
     fitted = ease.load(ease.path(split, models_dir))
     results = {"data": {"train": len(data.train), "test": len(data.test)}, "models": {}, "baselines": {}}
@@ -100,7 +104,9 @@ def evaluate_split(data: Processed, split: str, names, models_dir: Path, echo=ty
         echo(f"evaluating {name} ({split} split)")
         scorer = load_scorer(name, split, models_dir, fitted, data.movies)
         evaluated = (
-            evaluate_two_stage(scorer, data) if config.MODELS[name].candidates else evaluate_scorer(scorer, data, users)
+            evaluate_two_stage(scorer, data)
+            if config.MODELS[name].candidates
+            else evaluate_scorer(scorer, data, users, full_catalog=full_catalog)
         )
         results["models"][name], outputs[name] = evaluated[0], evaluated[1:]
     for name in baselines.BASELINES:
@@ -118,17 +124,21 @@ def to_raw_ids(frame: pd.DataFrame, data: Processed) -> pd.DataFrame:
 
 
 def evaluate_models(
-    data: Processed, evaluated: dict[str, tuple[str, ...]], models_dir: Path, out_dir: Path, echo=typer.echo
+    data: Processed,
+    evaluated: dict[str, tuple[str, ...]],
+    models_dir: Path,
+    out_dir: Path,
+    echo=typer.echo,
+    full_catalog: bool = True,
 ) -> dict:
     """Evaluate `evaluated` ({split: model names}) and write metrics.json, predictions/ and top10/ under
-    out_dir. The random split's results are the top level of metrics.json (as the reference reported
-    them); every other split's sit under its own name. Returns the results."""
-    from pipeline.ranking.model_files import load_training_log
-
+    out_dir; the 14-field models' whole-catalogue Top-10 only when `full_catalog`. The random split's results
+    are the top level of metrics.json (as the reference reported them); every other split's sit under its own
+    name. Returns the results."""
     results = {}
     for split, names in evaluated.items():
         split_data = data.split(split)
-        split_results, outputs = evaluate_split(split_data, split, names, models_dir, echo)
+        split_results, outputs = evaluate_split(split_data, split, names, models_dir, echo, full_catalog)
         for name in names:
             split_results["models"][name]["train_seconds"] = load_training_log(name, split, models_dir)["train_seconds"]
         subfolder = "" if split == "random" else split
@@ -137,7 +147,8 @@ def evaluate_models(
                 write_parquet(
                     out_dir / "predictions" / subfolder / f"{name}.parquet", to_raw_ids(predictions, split_data)
                 )
-            write_parquet(out_dir / "top10" / subfolder / f"{name}.parquet", to_raw_ids(top, split_data))
+            if top is not None:
+                write_parquet(out_dir / "top10" / subfolder / f"{name}.parquet", to_raw_ids(top, split_data))
         if split == "random":
             results.update(split_results)
         else:
@@ -151,6 +162,11 @@ EVALUATED = {
     "study": config.STUDY_MODELS,
     "reference": {"random": config.REFERENCE_MODELS},
 }
+# Whether the 14-field models (reference, tuned, sampled) are also ranked over the whole catalogue: 22 M
+# (user, movie) pairs per model, most of `make all`'s evaluation time, for models that do not recommend; so
+# make all and make repro score them on their own test rows (the reference protocol, AUC) and make study
+# adds the whole catalogue.
+FULL_CATALOG = {"product": False, "study": True, "reference": False}
 
 
 def evaluate_command(
@@ -189,10 +205,8 @@ def evaluate_command(
             err=True,
         )
         raise typer.Exit(2)
-    results = evaluate_models(data, evaluated, models_dir, out_dir)
+    results = evaluate_models(data, evaluated, models_dir, out_dir, full_catalog=FULL_CATALOG[path.value])
     if path.value == "study":
-        from pipeline.evaluation import newcomers
-
         results["new_users"] = newcomers.evaluate_new_users(data, echo=typer.echo)
     results["made"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     # Written last: the Makefile treats metrics.json as the mark of a finished evaluation.

@@ -19,6 +19,8 @@ from pipeline.evaluation.metrics import PROTOCOLS
 from pipeline.evaluation.tables import cell, metrics_table, splits_of
 from pipeline.files import record_timing, write_text
 from pipeline.labels import label
+from pipeline.ranking.model_files import load_training_log
+from pipeline.settings_files import every_model
 
 CARVE_TEXT = {
     "random": "a random 10 % of the random split's training rows",
@@ -263,8 +265,6 @@ PROTOCOL_TEXT = """\
 
 def trained_histories(models_dir: Path) -> dict[tuple[str, str], dict]:
     """{(name, split): training history} of every model of any path that is trained."""
-    from pipeline.ranking.model_files import load_training_log
-    from pipeline.settings_files import every_model
 
     return {
         (name, split): load_training_log(name, split, models_dir)

@@ -25,10 +25,12 @@ from pipeline.data.preprocess import Processed, load_processed, split_temporal
 from pipeline.evaluation import evaluate
 from pipeline.evaluation.report import describe
 from pipeline.files import write_json
-from pipeline.ranking import ranker_inputs, scorers
+from pipeline.ranking import architecture, ranker_inputs, scorers
 from pipeline.ranking.scorers import ModelScorer
 from pipeline.retrieval import ease
 from pipeline.training import ranker
+from pipeline.training.sampling import epoch_rows
+from pipeline.training.train import fit_arguments
 
 VALIDATION_SHARE = config.TUNE["validation_share"]
 # How validation rows are carved from a split's training rows, mirroring the two test splits:
@@ -102,9 +104,6 @@ def run_two_stage_candidate(cfg: TrainConfig, tuning: Processed, progress=print)
 
 def run_candidate(cfg: TrainConfig, tuning: Processed, field_dims: dict[str, int], progress=print) -> list[dict]:
     """Train `cfg` for cfg.epochs, validating after each epoch; one record per epoch."""
-    from pipeline.ranking import architecture
-    from pipeline.training.sampling import epoch_rows
-    from pipeline.training.train import fit_arguments
 
     if cfg.candidates:
         return run_two_stage_candidate(cfg, tuning, progress)

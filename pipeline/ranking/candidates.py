@@ -13,7 +13,9 @@ times); pipeline.ranking.list_inputs expands them to the ranker's candidate rows
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,7 @@ from pipeline import config
 from pipeline.config import TrainConfig
 from pipeline.data import history
 from pipeline.data.history import latest_context
+from pipeline.files import atomic_path
 from pipeline.retrieval import ease
 
 
@@ -71,6 +74,26 @@ class CandidateLists:
                 for field in dataclasses.fields(self)
             }
         )
+
+    def save(self, path: Path, settings: dict) -> Path:
+        """Write the lists and the settings that made them (one .npz, written under a temporary name)."""
+        arrays = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        with atomic_path(path) as tmp:
+            np.savez(
+                tmp, settings=json.dumps(settings, sort_keys=True), **{k: v for k, v in arrays.items() if v is not None}
+            )
+        return path
+
+    @staticmethod
+    def load(path: Path) -> tuple[CandidateLists, dict]:
+        """The lists saved by `save`, and the settings they were made with."""
+        with np.load(path) as stored:
+            settings = json.loads(str(stored["settings"]))
+            fields = {
+                field.name: stored[field.name] if field.name in stored else None
+                for field in dataclasses.fields(CandidateLists)
+            }
+        return CandidateLists(**fields), settings
 
     @staticmethod
     def concat(parts: list[CandidateLists]) -> CandidateLists:

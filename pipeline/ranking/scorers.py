@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
-from pipeline.ranking import autoint_grid, model_files
+from pipeline.ranking import model_files
 from pipeline.ranking.candidates import CandidateLists
 from pipeline.ranking.ranker_inputs import list_inputs, movie_table
 from pipeline.retrieval import ease
@@ -117,9 +117,6 @@ class ModelScorer:
     Rows (any (user, movie) pairs, e.g. the test ratings) go through the Keras model via one traced
     `tf.function` in large batches: `Model.predict` pays tens of milliseconds of set-up per call (it
     builds a data pipeline and a callback loop each time); a direct call of the graph does not.
-    Users × catalogue grids (every Top-N) go through `autoint_grid`, the same forward pass computed
-    from the model's weights 3-5× faster (`make bench`); `grid` is None for a model it cannot reproduce
-    (any model with a history field, or another attention shape).
     """
 
     def __init__(self, model, cfg: config.TrainConfig | None = None, batch_size: int = config.SCORING_BATCH_ROWS):
@@ -139,12 +136,6 @@ class ModelScorer:
             return model(inputs, training=False)[:, 0]
 
         self._forward = forward
-        self.grid = None
-        if not self.shift:
-            try:
-                self.grid = autoint_grid.from_model(model)
-            except autoint_grid.UnsupportedModel:
-                pass
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         rows = len(inputs[config.FIELDS[0]])
@@ -187,8 +178,7 @@ def top_n(
 ) -> pd.DataFrame:
     """Rank every catalogue movie for each user and keep the best `n` that are not excluded.
 
-    A score function with a `grid` (ModelScorer) scores each chunk of users × the catalogue at once;
-    any other is called on the (user, movie) rows that are not excluded.
+    The score function is called on the (user, movie) rows that are not excluded, a chunk of users at a time.
 
     users      one row per user: the user fields and the context fields (codes)
     catalogue  one row per candidate movie: the movie fields (codes)
@@ -210,24 +200,19 @@ def top_n(
         keep = (user_pos >= 0) & (movie_pos >= 0)
         excluded[user_pos[keep], movie_pos[keep]] = True
 
-    grid = getattr(score_fn, "grid", None)
     results = []
     bar = tqdm(total=len(users), unit="user", desc="scoring", disable=not progress)
     for start in range(0, len(users), per_chunk):
         stop = min(start + per_chunk, len(users))
-        if grid is not None:
-            scores = grid({field: values[start:stop] for field, values in user_values.items()}, movie_values)
-            scores[excluded[start:stop]] = -np.inf
-        else:
-            # Excluded pairs are never scored (on ML-1M 1M of the 22.4M pairs): they cannot be recommended.
-            pairs = np.flatnonzero(~excluded[start:stop].ravel())
-            user_rows, movie_rows = np.divmod(pairs, n_movies)
-            inputs = {field: values[start:stop][user_rows] for field, values in user_values.items()}
-            inputs |= {field: values[movie_rows] for field, values in movie_values.items()}
-            inputs |= {name: values[start:stop][user_rows] for name, values in (histories or {}).items()}
-            scores = np.full((stop - start) * n_movies, -np.inf)
-            scores[pairs] = score_fn(inputs)
-            scores = scores.reshape(stop - start, n_movies)
+        # Excluded pairs are never scored (on ML-1M 1M of the 22.4M pairs): they cannot be recommended.
+        pairs = np.flatnonzero(~excluded[start:stop].ravel())
+        user_rows, movie_rows = np.divmod(pairs, n_movies)
+        inputs = {field: values[start:stop][user_rows] for field, values in user_values.items()}
+        inputs |= {field: values[movie_rows] for field, values in movie_values.items()}
+        inputs |= {name: values[start:stop][user_rows] for name, values in (histories or {}).items()}
+        scores = np.full((stop - start) * n_movies, -np.inf)
+        scores[pairs] = score_fn(inputs)
+        scores = scores.reshape(stop - start, n_movies)
         # Stable sort on the negated score: equal scores keep catalogue (movie code) order. Sorting whole
         # rows costs ~1 % of the scoring time, so no partial sort that would need its own tie rule.
         order = np.argsort(-scores, axis=1, kind="stable")[:, :n]

@@ -28,6 +28,7 @@ import typer
 from scipy import sparse
 
 from pipeline import config
+from pipeline.data.preprocess import load_processed
 from pipeline.files import atomic_path, record_timing
 
 
@@ -123,7 +124,6 @@ def retrieval_command(
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
     """Fit the retrieval stage (EASE on liked and on all ratings) on a split's training rows → retrieval.npz."""
-    from pipeline.data.preprocess import load_processed
 
     split = split.value
     started = time.perf_counter()

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import typer
 
 from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
-from pipeline.data.preprocess import Processed, split_temporal
+from pipeline.data.preprocess import Processed, load_processed, split_temporal
+from pipeline.files import record_timing
 from pipeline.ranking import architecture
 from pipeline.ranking.candidates import CandidateLists, user_lists
 from pipeline.ranking.ranker_inputs import list_inputs, movie_table
@@ -67,6 +70,24 @@ def training_lists(
             f"{parts[-1].labels.mean():.1%} liked candidates ({time.perf_counter() - started:.0f} s)"
         )
     return CandidateLists.concat(parts)
+
+
+def list_settings(cfg: TrainConfig) -> dict:
+    """What decides cfg's training lists (config.LIST_SETTINGS), with the retrieval model's L2."""
+    return {**{name: getattr(cfg, name) for name in config.LIST_SETTINGS}, "ease_l2": config.EASE_L2}
+
+
+def lists_path(split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
+    return config.model_path("candidate_lists", split, models_dir).with_suffix(".npz")
+
+
+def saved_lists(path: Path | None, cfg: TrainConfig) -> CandidateLists | None:
+    """The lists `candidates_command` saved at `path` if they were made with cfg's list settings, else None
+    (a one-off option such as CANDIDATES=50 then builds its own lists)."""
+    if path is None or not Path(path).is_file():
+        return None
+    lists, made_with = CandidateLists.load(path)
+    return lists if made_with == list_settings(cfg) else None
 
 
 def anonymized(lists: CandidateLists, cfg: TrainConfig, rng: np.random.Generator) -> CandidateLists:
@@ -149,12 +170,21 @@ def trainable(model, cfg: TrainConfig):
     return logits
 
 
-def train_ranker(data: Processed, cfg: TrainConfig, progress: bool = False, log=print, on_epoch=None):
-    """Fit the ranker on out-of-fold candidate lists of data.train. Returns the model and its training log.
-    on_epoch(epoch, model, train_seconds), if given, is called after every epoch (make tune scores there)."""
+def train_ranker(
+    data: Processed,
+    cfg: TrainConfig,
+    progress: bool = False,
+    log=print,
+    on_epoch=None,
+    lists: CandidateLists | None = None,
+):
+    """Fit the ranker on out-of-fold candidate lists of data.train (`lists`, or built here when None).
+    Returns the model and its training log. on_epoch(epoch, model, train_seconds), if given, is called after
+    every epoch (make tune scores there)."""
     tf = quiet_imports.tensorflow()
     started = time.perf_counter()
-    lists = training_lists(data.train, data.users, len(data.movies), cfg, progress=log)
+    if lists is None:
+        lists = training_lists(data.train, data.users, len(data.movies), cfg, progress=log)
     rng = np.random.default_rng(cfg.seed)
     validation = np.isin(
         lists.owner, rng.choice(len(data.users), int(cfg.validation_split * len(data.users)), replace=False)
@@ -184,3 +214,27 @@ def train_ranker(data: Processed, cfg: TrainConfig, progress: bool = False, log=
             on_epoch(epoch, model, time.perf_counter() - started)
     rows = len(fit_lists) * cfg.candidates
     return model, training_log(cfg, losses, time.perf_counter() - started, rows)
+
+
+def candidates_command(
+    split: config.Split = typer.Option(config.Split.random, help="The split whose training rows to cut into folds."),
+    processed_dir: Path = typer.Option(config.PROCESSED_DIR),
+    models_dir: Path = typer.Option(config.MODELS_DIR),
+) -> None:
+    """Build the two-stage rankers' out-of-fold candidate lists once → models/[<split>/]candidate_lists.npz."""
+    started = time.perf_counter()
+    cfg = config.model_settings(config.model_name(config.DEFAULT_ARCHITECTURE), split.value)
+    try:
+        data = load_processed(processed_dir).split(split.value)
+    except FileNotFoundError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    lists = training_lists(data.train, data.users, len(data.movies), cfg, progress=typer.echo)
+    target = lists.save(lists_path(split.value, models_dir), list_settings(cfg))
+    seconds = time.perf_counter() - started
+    record_timing(
+        models_dir.parent, "candidate lists" + ("" if split.value == "random" else f" ({split.value})"), seconds
+    )
+    typer.echo(
+        f"candidate lists ({split.value}): {len(lists):,} lists of {cfg.candidates} in {seconds:.0f} s; saved {target}"
+    )

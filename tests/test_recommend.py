@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 from pipeline import config
 from pipeline.bench.recommend_bench import plain_predict
 from pipeline.cli import app
+from pipeline.data.movielens import OCCUPATION_LABELS
 from pipeline.ranking import architecture, model_files
 from pipeline.ranking.scorers import ModelScorer, top_n
 from pipeline.serving import answers
-from pipeline.serving.recommender import OCCUPATION_LABELS, Recommender, RecommendError
+from pipeline.serving.recommender import Recommender, RecommendError
 
 REPO = Path(__file__).resolve().parent.parent
 

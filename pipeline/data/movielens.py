@@ -37,3 +37,29 @@ UNUSED_MOVIE_IDS = (
 # fmt: on
 # The field dimensions of the 14 fields on ML-1M (the reference project's), which preprocess checks.
 ML1M_FIELD_DIMS = (6040, 3706, 10, 81, 4, 12, 1, 18, 18, 16, 2, 7, 21, 3439)
+# What users.dat's codes mean (the dataset's README).
+AGE_LABELS = {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55", 56: "56+"}
+OCCUPATION_LABELS = {
+    0: "other or not specified",
+    1: "academic/educator",
+    2: "artist",
+    3: "clerical/admin",
+    4: "college/grad student",
+    5: "customer service",
+    6: "doctor/health care",
+    7: "executive/managerial",
+    8: "farmer",
+    9: "homemaker",
+    10: "K-12 student",
+    11: "lawyer",
+    12: "programmer",
+    13: "retired",
+    14: "sales/marketing",
+    15: "scientist",
+    16: "self-employed",
+    17: "technician/engineer",
+    18: "tradesman/craftsman",
+    19: "unemployed",
+    20: "writer",
+}
+GENDER_LABELS = {"M": "male", "F": "female"}

@@ -78,11 +78,17 @@ def evaluate_scorer(
     return result, predictions, top
 
 
-def evaluate_two_stage(two_stage, data: Processed, k: int = config.TOP_N):
-    """A two-stage recommender on the full-catalogue protocol (it orders retrieval candidates, so it has
-    no score for an arbitrary rated row). Returns (metrics, None, top-k), in codes."""
+def test_user_lists(two_stage, data: Processed) -> candidates.CandidateLists:
+    """Every test user's candidate lists, from their training rows."""
     lists = candidates.user_lists(two_stage.retrieval, data.train, data.users, two_stage.cfg)
-    lists = lists.take(np.isin(lists.owner, data.test["user_id"].unique()))
+    return lists.take(np.isin(lists.owner, data.test["user_id"].unique()))
+
+
+def evaluate_two_stage(two_stage, data: Processed, k: int = config.TOP_N, lists=None):
+    """A two-stage recommender on the full-catalogue protocol (it orders retrieval candidates, so it has
+    no score for an arbitrary rated row), over `lists` (test_user_lists, made here when None). Returns
+    (metrics, None, top-k), in codes."""
+    lists = test_user_lists(two_stage, data) if lists is None else lists
     movies, scores = two_stage.top_n(lists, k, progress=True)
     top = ranked_frame(lists.owner, movies, scores)
     return {"full_catalog": metrics.full_catalog_metrics(top, relevant_movies(data), k)}, None, top
@@ -99,15 +105,17 @@ def evaluate_split(data: Processed, split: str, names, models_dir: Path, echo=ty
     users = test_users(data)
     fitted = ease.load(ease.path(split, models_dir))
     results = {"data": {"train": len(data.train), "test": len(data.test)}, "models": {}, "baselines": {}}
-    outputs = {}
+    outputs, lists_of_shape = {}, {}  # rankers of one list shape share the test users' lists
     for name in names:
         echo(f"evaluating {name} ({split} split)")
         scorer = load_scorer(name, split, models_dir, fitted, data.movies)
-        evaluated = (
-            evaluate_two_stage(scorer, data)
-            if config.MODELS[name].candidates
-            else evaluate_scorer(scorer, data, users, full_catalog=full_catalog)
-        )
+        if config.MODELS[name].candidates:
+            shape = (scorer.cfg.candidates, scorer.cfg.history, scorer.cfg.recent_liked)
+            if shape not in lists_of_shape:
+                lists_of_shape[shape] = test_user_lists(scorer, data)
+            evaluated = evaluate_two_stage(scorer, data, lists=lists_of_shape[shape])
+        else:
+            evaluated = evaluate_scorer(scorer, data, users, full_catalog=full_catalog)
         results["models"][name], outputs[name] = evaluated[0], evaluated[1:]
     for name in baselines.BASELINES:
         echo(f"evaluating baseline {name} ({split} split)")

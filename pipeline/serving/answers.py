@@ -4,10 +4,8 @@ profile, liked movies, context and Top-N lists of one architecture or both ("bot
 from __future__ import annotations
 
 from pipeline import config
+from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 from pipeline.serving.recommender import (
-    AGE_LABELS,
-    GENDER_LABELS,
-    OCCUPATION_LABELS,
     Recommender,
     RecommendError,
     check_trained,

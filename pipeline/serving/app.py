@@ -17,13 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import streamlit as st  # noqa: E402
 
 from pipeline import config  # noqa: E402
+from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 from pipeline.evaluation import report
 from pipeline.labels import ARCHITECTURE_LABELS, MODE_LABELS  # noqa: E402
 from pipeline.serving.answers import known_user_output, new_person_output
 from pipeline.serving.recommender import (
-    AGE_LABELS,
-    GENDER_LABELS,
-    OCCUPATION_LABELS,
     Recommender,
     RecommendError,
     parse_user,

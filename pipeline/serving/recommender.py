@@ -23,36 +23,12 @@ import pandas as pd
 
 from pipeline import config
 from pipeline.data.history import latest_context
+from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 from pipeline.data.preprocess import Encoders
 from pipeline.ranking import candidates
 from pipeline.ranking.scorers import load_scorer, ranked_frame, top_n
 from pipeline.retrieval import ease
 
-AGE_LABELS = {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55", 56: "56+"}
-OCCUPATION_LABELS = {
-    0: "other or not specified",
-    1: "academic/educator",
-    2: "artist",
-    3: "clerical/admin",
-    4: "college/grad student",
-    5: "customer service",
-    6: "doctor/health care",
-    7: "executive/managerial",
-    8: "farmer",
-    9: "homemaker",
-    10: "K-12 student",
-    11: "lawyer",
-    12: "programmer",
-    13: "retired",
-    14: "sales/marketing",
-    15: "scientist",
-    16: "self-employed",
-    17: "technician/engineer",
-    18: "tradesman/craftsman",
-    19: "unemployed",
-    20: "writer",
-}
-GENDER_LABELS = {"M": "male", "F": "female"}
 # The columns of train/test.parquet used here; reading all of them costs about a second at start-up.
 RATING_COLUMNS = ["user_id", "movie_id", "rating", "label", "timestamp", *config.CONTEXT_FIELDS]
 
@@ -143,6 +119,7 @@ class Recommender:
         self._lock = threading.Lock()
         self._retrieval = None
         self._precomputed = {}
+        self._every_user_lists = {}  # by list shape; recommend_all's rankers of one shape share them
         likes = self.ratings.loc[self.ratings["label"] == 1, "movie_id"].value_counts()
         by_likes = self.movies[["movie_id", "title", "genres"]].assign(
             likes=likes.reindex(self.movies["movie_id"]).fillna(0).astype("int64").to_numpy()
@@ -363,12 +340,22 @@ class Recommender:
 
     # --- Top-N -----------------------------------------------------------------------------------------
 
+    def _candidate_lists(self, scorer, ratings: pd.DataFrame) -> candidates.CandidateLists:
+        """The lists of every user with rows in `ratings`; every user's (recommend_all) are made once per list
+        shape, so that precompute's two rankers share them."""
+        if ratings is not self.ratings:
+            return candidates.user_lists(scorer.retrieval, ratings, self.users, scorer.cfg)
+        shape = (scorer.cfg.candidates, scorer.cfg.history, scorer.cfg.recent_liked)
+        if shape not in self._every_user_lists:
+            self._every_user_lists[shape] = candidates.user_lists(scorer.retrieval, ratings, self.users, scorer.cfg)
+        return self._every_user_lists[shape]
+
     def _ranked(self, name: str, ratings: pd.DataFrame, when: dict | None, n: int, progress=False) -> pd.DataFrame:
         """user_id, rank, movie_id, score (codes): the Top-n of each user with rows in `ratings`, their rated
         movies excluded, in context `when` (codes) or, None, in that of their latest rating."""
         scorer = self.scorer(name)
         if config.MODELS[name].candidates:
-            lists = candidates.user_lists(scorer.retrieval, ratings, self.users, scorer.cfg)
+            lists = self._candidate_lists(scorer, ratings)
             if when is not None:
                 lists = candidates.with_context(lists, [when[field] for field in config.CONTEXT_FIELDS])
             return ranked_frame(lists.owner, *scorer.top_n(lists, n, progress=progress))

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import config
-from pipeline.serving.recommender import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
+from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 
 Architecture = config.choice("Architecture", config.ARCHITECTURES)
 MAX_N = config.SERVE["max_n"]

@@ -4,7 +4,7 @@
 #                    their evaluation, the report, and recommendations for user 3 (13 min on 2 cores)
 #   make test        the test suite (generated data, no network)
 #   make study       everything else: tuned and sampled-negative models, the temporal split, new users
-#   make recommend USER=3 [MODEL=autoint|autoint_mlp|both MODE=two_stage|reference YEAR=2001 MONTH=5 N=10]
+#   make recommend USER=3 [ARCHITECTURE=autoint|autoint_mlp|both MODE=two_stage|reference YEAR=2001 MONTH=5 N=10]
 #   make recommend LIKED="2571,1196,260" [GENDER=F AGE=25 OCCUPATION=4]
 #   make train MODEL=<name> [SPLIT=temporal EPOCHS=2 LR=1e-3 ...]   (see README, "Training")
 
@@ -64,8 +64,12 @@ endif
 # command line counts as a user ID; otherwise user 3.
 SOURCE ?=
 MODEL  ?=
+# A model is an architecture trained in a mode (a file: MODEL= of make train); make recommend picks an
+# ARCHITECTURE (and a MODE). MODEL= is still taken there as ARCHITECTURE's old name.
+ARCHITECTURE ?= $(if $(filter train,$(MAKECMDGOALS)),,$(MODEL))
 RECOMMEND_USER := $(if $(filter command line,$(origin USER)),$(USER),3)
-RECOMMEND_ARGS := $(if $(LIKED),--liked "$(LIKED)",--user "$(RECOMMEND_USER)") $(if $(MODEL),--model $(MODEL)) \
+RECOMMEND_ARGS := $(if $(LIKED),--liked "$(LIKED)",--user "$(RECOMMEND_USER)") \
+	$(if $(ARCHITECTURE),--architecture $(ARCHITECTURE)) \
 	$(if $(MODE),--mode $(MODE)) $(if $(YEAR),--year $(YEAR)) $(if $(MONTH),--month $(MONTH)) $(if $(N),--n $(N)) \
 	$(if $(GENDER),--gender $(GENDER)) $(if $(AGE),--age $(AGE)) $(if $(OCCUPATION),--occupation $(OCCUPATION))
 HOST ?= 127.0.0.1
@@ -154,7 +158,8 @@ recommend: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline recommend $(RECOMMEND_ARGS)
 
 recommend-all: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
-	$(PY) -m pipeline recommend-all $(if $(MODEL),--model $(MODEL)) $(if $(MODE),--mode $(MODE)) $(if $(N),--n $(N))
+	$(PY) -m pipeline recommend-all $(if $(ARCHITECTURE),--architecture $(ARCHITECTURE)) $(if $(MODE),--mode $(MODE)) \
+		$(if $(N),--n $(N))
 
 # The reproduction check: the reference-protocol numbers of both reference models within tolerance of the
 # original project's published table, on make all's metrics.

@@ -221,3 +221,11 @@ def test_clean_keeps_the_tuning_search(tree):
     assert (tree / "artifacts" / "tuning.json").is_file() and not (tree / "artifacts" / "metrics.json").exists()
     make(tree, "clean-tuning")
     assert not (tree / "artifacts" / "tuning.json").exists()
+
+
+def test_make_recommend_takes_an_architecture_and_model_as_its_old_name(tree):
+    make(tree, "all")
+    for variable in ("ARCHITECTURE=both", "MODEL=both"):
+        done, stages = make(tree, "recommend", variable, "USER=7")
+        assert done.returncode == 0, done.stderr
+        assert stages == ["recommend --user 7 --architecture both"]

@@ -240,7 +240,7 @@ def test_a_new_person_from_the_command_line_as_text_and_json(small_run, rec):
 
 
 def test_command_prints_profile_history_and_both_lists(small_run):
-    result = run(small_run, "--user", "3", "--model", "both", "--n", "5")
+    result = run(small_run, "--user", "3", "--architecture", "both", "--n", "5")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("user 3: ") and "liked history" in result.output
     header = [line for line in result.output.splitlines() if line.lstrip().startswith("rank")][0].split()
@@ -284,7 +284,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_code_2(small_run, args, messag
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("option, value", [("--model", "deepfm"), ("--mode", "best")])
+@pytest.mark.parametrize("option, value", [("--architecture", "deepfm"), ("--model", "deepfm"), ("--mode", "best")])
 def test_unknown_choices_are_refused_by_the_command_line(small_run, option, value):
     result = run(small_run, "--user", "3", option, value)
     assert result.exit_code == 2 and value in result.output and "Traceback" not in result.output

@@ -99,7 +99,9 @@ def test_top_n_is_the_cores_for_every_model_and_mode(client, rec, architecture, 
     year, month = rec.valid_years()[0], int(rec.encoders.classes["rating_month"][0])
     answer = client.get(
         RECOMMENDATIONS.format(user_id=7),
-        params={"n": 7, "model": architecture, "mode": mode, "year": year, "month": month},
+        # `architecture` is the parameter's name; `model`, its old one, still works.
+        params={"n": 7, ("architecture" if mode == "two_stage" else "model"): architecture, "mode": mode}
+        | {"year": year, "month": month},
     )
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -126,7 +128,7 @@ def test_top_n_defaults_are_the_default_model_n_and_the_users_latest_month(clien
 def test_new_person_top_n_is_recommend_for_liked(client, rec):
     movies = rec.movies_by_likes()["movie_id"].tolist()
     liked = [movies[3], movies[10], movies[3], movies[25]]
-    person = {"liked": liked, "gender": "F", "age": 25, "occupation": 4, "n": 6, "model": "autoint"}
+    person = {"liked": liked, "gender": "F", "age": 25, "occupation": 4, "n": 6, "architecture": "autoint"}
     answer = client.post("/v1/recommendations", json=person)
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -166,6 +168,8 @@ BAD_REQUESTS = [
     ("GET", RECOMMENDATIONS.format(user_id=3), {"month": 0}, 422, ["month"]),
     ("GET", RECOMMENDATIONS.format(user_id=3), {"year": 1850}, 422, ["year 1850", "valid years"]),
     ("GET", RECOMMENDATIONS.format(user_id=3), {"model": "deepfm"}, 422, ["model", "'autoint'", "'autoint_mlp'"]),
+    ("GET", RECOMMENDATIONS.format(user_id=3), {"architecture": "dcn"}, 422, ["architecture", "'autoint'"]),
+    ("POST", "/v1/recommendations", {"liked": [1], "architecture": "dcn"}, 422, ["architecture", "'autoint'"]),
     ("GET", RECOMMENDATIONS.format(user_id=3), {"mode": "tuned"}, 422, ["mode", "'two_stage'", "'reference'"]),
     ("POST", "/v1/recommendations", {"liked": []}, 422, ["liked", "at least 1"]),
     ("POST", "/v1/recommendations", {"liked": TOO_MANY}, 422, ["liked", f"at most {config.MAX_LIKED}"]),

@@ -27,7 +27,7 @@ from pipeline.serving.recommender import (
     parse_user,
 )
 
-MODEL_LABELS = {**ARCHITECTURE_LABELS, "both": "Both, side by side"}
+ARCHITECTURE_CHOICES = {**ARCHITECTURE_LABELS, "both": "Both, side by side"}
 LATEST = "month of the user's latest rating"
 NOT_GIVEN = "not given"
 
@@ -52,11 +52,11 @@ def show_lists(lists: dict, n: int) -> None:
 def user_view(rec: Recommender) -> None:
     left, middle, right = st.columns(3)
     user_text = left.text_input("User ID", value="3")
-    model = middle.selectbox(
-        "Model",
-        list(MODEL_LABELS),
-        index=list(MODEL_LABELS).index(config.DEFAULT_ARCHITECTURE),  # the product's default, as make recommend
-        format_func=MODEL_LABELS.get,
+    architecture = middle.selectbox(
+        "Architecture",
+        list(ARCHITECTURE_CHOICES),
+        index=list(ARCHITECTURE_CHOICES).index(config.DEFAULT_ARCHITECTURE),  # the product's default, as make recommend
+        format_func=ARCHITECTURE_CHOICES.get,
     )
     mode = right.radio(
         "Mode",
@@ -74,7 +74,7 @@ def user_view(rec: Recommender) -> None:
         user_id = parse_user(user_text)
         chosen_year = None if year == LATEST else int(year)
         chosen_month = None if year == LATEST or month == LATEST else int(month)
-        output = known_user_output(rec, user_id, model, mode, chosen_year, chosen_month, int(n))
+        output = known_user_output(rec, user_id, architecture, mode, chosen_year, chosen_month, int(n))
     except RecommendError as error:
         st.error(str(error))
         return

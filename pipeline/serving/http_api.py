@@ -46,8 +46,8 @@ from pipeline.serving import schemas
 from pipeline.serving.middleware import BodyLimit, Metrics, Observe
 from pipeline.serving.recommender import NotFound, Recommender, RecommendError, context_source, model_name
 from pipeline.serving.schemas import MAX_N, MODE_HELP, MODEL_HELP, MONTH_HELP, N_HELP, YEAR_HELP, Architecture
-from pipeline.serving.service import (
-    WORKER_SETTINGS,
+from pipeline.serving.startup import (
+    WORKER_OPTIONS,
     configure_logging,
     json_line,
     log,
@@ -61,7 +61,7 @@ DEFAULT_MODEL = config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MO
 
 
 @dataclass
-class Settings:
+class ServiceOptions:
     """What create_app was asked to serve (read by the lifespan and /v1/health)."""
 
     processed_dir: Path
@@ -178,7 +178,7 @@ router = APIRouter()
     summary="Readiness: the models loaded and when they were trained, and the data's checksum",
 )
 async def health(request: Request, service: Served):
-    rec, settings = service.rec, request.app.state.settings
+    rec, options = service.rec, request.app.state.options
     models = {
         name: {
             "trained_at": rec.trained_at(name),
@@ -194,8 +194,8 @@ async def health(request: Request, service: Served):
         "data": service.data,
         "startup_seconds": service.startup_seconds,
         "warm": service.warm.is_set(),
-        "workers": settings.workers,
-        "threads": settings.threads,
+        "workers": options.workers,
+        "threads": options.threads,
         "pid": os.getpid(),
     }
 
@@ -234,12 +234,14 @@ async def user_recommendations(
     rec: Rec,
     user_id: UserId,
     n: Annotated[int, Query(ge=1, le=MAX_N, description=N_HELP)] = config.TOP_N,
-    model: Annotated[Architecture, Query(description=MODEL_HELP)] = config.DEFAULT_ARCHITECTURE,
+    architecture: Annotated[Architecture | None, Query(description=MODEL_HELP)] = None,
+    model: Annotated[Architecture | None, Query(description="The old name of `architecture`.")] = None,
     mode: Annotated[config.ServedMode, Query(description=MODE_HELP)] = config.DEFAULT_MODE,
     year: Annotated[int | None, Query(description=YEAR_HELP)] = None,
     month: Annotated[int | None, Query(ge=1, le=12, description=MONTH_HELP)] = None,
 ):
-    architecture, mode = Architecture(model).value, config.ServedMode(mode).value
+    architecture = Architecture(architecture or model or config.DEFAULT_ARCHITECTURE).value
+    mode = config.ServedMode(mode).value
     request.state.model = name = model_name(architecture, mode)
     when, top = await call(service, metrics, known_user, rec, name, user_id, year, month, n)
     metrics.recommendations.labels(name).inc()
@@ -269,7 +271,7 @@ def new_person(rec: Recommender, name: str, person: schemas.LikedRequest):
 async def person_recommendations(
     request: Request, service: Served, metrics: Meter, rec: Rec, person: Annotated[schemas.LikedRequest, Body()]
 ):
-    architecture = Architecture(person.model).value
+    architecture = Architecture(person.architecture).value
     request.state.model = name = model_name(architecture, "two_stage")
     when, given, top = await call(service, metrics, new_person, rec, name, person)
     metrics.recommendations.labels(name).inc()
@@ -315,30 +317,28 @@ async def prometheus(metrics: Meter):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    settings, started = app.state.settings, time.perf_counter()
-    rec = await anyio.to_thread.run_sync(
-        partial(start_up, settings.processed_dir, settings.models_dir, settings.preload)
-    )
+    options, started = app.state.options, time.perf_counter()
+    rec = await anyio.to_thread.run_sync(partial(start_up, options.processed_dir, options.models_dir, options.preload))
     data = {
-        "processed_dir": str(settings.processed_dir),
-        "models_dir": str(settings.models_dir),
-        "encoders_sha256": hashlib.sha256((settings.processed_dir / "encoders.json").read_bytes()).hexdigest(),
+        "processed_dir": str(options.processed_dir),
+        "models_dir": str(options.models_dir),
+        "encoders_sha256": hashlib.sha256((options.processed_dir / "encoders.json").read_bytes()).hexdigest(),
         "users": len(rec.users),
         "movies": len(rec.movies),
         "ratings": len(rec.ratings),
     }
-    service = Service(rec, anyio.CapacityLimiter(settings.threads), data, 0.0, threading.Event())
+    service = Service(rec, anyio.CapacityLimiter(options.threads), data, 0.0, threading.Event())
     service.startup_seconds = round(time.perf_counter() - started, 2)
     app.state.service = service
     threading.Thread(
-        target=warm_in_background, args=(rec, settings.preload, service.warm), name="warm-up", daemon=True
+        target=warm_in_background, args=(rec, options.preload, service.warm), name="warm-up", daemon=True
     ).start()
     log.info(
         json_line(
             event="ready",
             startup_seconds=service.startup_seconds,
-            models=settings.preload,
-            threads=settings.threads,
+            models=options.preload,
+            threads=options.threads,
             pid=os.getpid(),
             **data,
         )
@@ -380,7 +380,7 @@ def create_app(
         },
     )
     preload = preload_names() if preload is None else list(preload)
-    app.state.settings = Settings(Path(processed_dir), Path(models_dir), threads, preload, workers)
+    app.state.options = ServiceOptions(Path(processed_dir), Path(models_dir), threads, preload, workers)
     app.state.metrics = metrics = Metrics()
     app.include_router(router)
     app.add_middleware(BodyLimit, limit=config.SERVE["max_body_bytes"])
@@ -389,9 +389,9 @@ def create_app(
 
 
 def app_from_environment() -> FastAPI:
-    """The app of one worker process, from the settings serve_command left in the environment."""
+    """The app of one worker process, from the options serve_command left in the environment."""
     configure_logging()
-    settings = json.loads(os.environ[WORKER_SETTINGS])
+    options = json.loads(os.environ[WORKER_OPTIONS])
     return create_app(
-        Path(settings["processed_dir"]), Path(settings["models_dir"]), settings["threads"], workers=settings["workers"]
+        Path(options["processed_dir"]), Path(options["models_dir"]), options["threads"], workers=options["workers"]
     )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from pipeline import config
-from pipeline.serving.service import json_line, log
+from pipeline.serving.startup import json_line, log
 
 
 def shared_metrics() -> bool:

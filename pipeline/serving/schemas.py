@@ -3,7 +3,7 @@
 # No `from __future__ import annotations`: pydantic and FastAPI read these annotations at run time.
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from pipeline import config
 from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
@@ -141,4 +141,8 @@ class LikedRequest(BaseModel):
     n: int = Field(config.TOP_N, ge=1, le=MAX_N, description=N_HELP)
     year: int | None = Field(None, description=YEAR_HELP)
     month: int | None = Field(None, ge=1, le=12, description=MONTH_HELP)
-    model: Architecture = Field(config.DEFAULT_ARCHITECTURE, description=MODEL_HELP + " Two-stage mode only.")
+    architecture: Architecture = Field(
+        config.DEFAULT_ARCHITECTURE,
+        validation_alias=AliasChoices("architecture", "model"),
+        description=MODEL_HELP + " Two-stage mode only; `model` is its old name.",
+    )

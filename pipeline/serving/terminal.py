@@ -132,7 +132,9 @@ def recommend_command(
     gender: str = typer.Option(None, help="A new person's gender, M or F (optional)."),
     age: int = typer.Option(None, help="A new person's age group: 1, 18, 25, 35, 45, 50 or 56 (optional)."),
     occupation: int = typer.Option(None, help="A new person's occupation code, 0-20 (optional)."),
-    model: config.Architecture = typer.Option(config.DEFAULT_ARCHITECTURE, help="Architecture ('both': side by side)."),
+    architecture: config.Architecture = typer.Option(
+        config.DEFAULT_ARCHITECTURE, "--architecture", "--model", help="'both': side by side (--model: its old name)."
+    ),
     mode: config.ServedMode = typer.Option(
         config.DEFAULT_MODE,
         help="two_stage: retrieval + AutoInt ranking (default); reference: the original project's models.",
@@ -158,9 +160,11 @@ def recommend_command(
         rec.check_context(year, month)
         if liked is not None:
             liked_ids = parse_liked(liked)
-            output = new_person_output(rec, liked_ids, model.value, mode.value, gender, age, occupation, year, month, n)
+            output = new_person_output(
+                rec, liked_ids, architecture.value, mode.value, gender, age, occupation, year, month, n
+            )
         else:
-            output = known_user_output(rec, parse_user(user or "3"), model.value, mode.value, year, month, n)
+            output = known_user_output(rec, parse_user(user or "3"), architecture.value, mode.value, year, month, n)
     except RecommendError as error:
         fail(error)
     if as_json:
@@ -171,7 +175,9 @@ def recommend_command(
 
 
 def recommend_all_command(
-    model: config.Architecture = typer.Option(config.DEFAULT_ARCHITECTURE, help="Architecture ('both': a file each)."),
+    architecture: config.Architecture = typer.Option(
+        config.DEFAULT_ARCHITECTURE, "--architecture", "--model", help="'both': a file each (--model: its old name)."
+    ),
     mode: config.ServedMode = typer.Option(config.DEFAULT_MODE),
     n: int = typer.Option(config.TOP_N, "--n", min=1),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
@@ -180,7 +186,7 @@ def recommend_all_command(
 ) -> None:
     """Write every user's Top-N unseen movies to artifacts/recommendations_<model>.parquet."""
     try:
-        names = {choice: model_name(choice, mode.value) for choice in architectures(model.value)}
+        names = {choice: model_name(choice, mode.value) for choice in architectures(architecture.value)}
         rec = Recommender.load(processed_dir, models_dir)
         check_trained(models_dir, names.values())  # all of them before the first long run
         for choice, name in names.items():

@@ -1,0 +1,101 @@
+"""A service worker's start-up: load the processed data and the precomputed tables (then it is ready), warm
+the default models in a background thread (then it is warm), and the JSON log lines it writes on the way.
+
+At start-up each worker loads the processed data and the default models' precomputed Top-100 tables, and is
+then ready: default requests are answered from those tables. A background thread then loads the default
+models (config.SERVE["preload_modes"]) and asks each for one Top-N, so that loading and tracing are done
+before most requests that must be scored (one that comes earlier waits for its model); /v1/health says
+`"warm": true` when that is done. Requests share that one Recommender, which nothing changes after start-up
+except loading a model on its first use (under the Recommender's lock).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from pipeline import config, quiet_imports
+from pipeline.serving.recommender import Recommender
+
+log = logging.getLogger("pipeline.serving.startup")
+# How the uvicorn supervisor tells its worker processes what to serve (they import http_api afresh).
+WORKER_OPTIONS = "PIPELINE_SERVE_OPTIONS"
+
+
+def json_line(**fields) -> str:
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def configure_logging() -> None:
+    """Request lines go to stderr as they are (each one JSON object)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def preload_names() -> list[str]:
+    """The models loaded and warmed at start-up: those of config.SERVE["preload_modes"]."""
+    return [
+        config.model_name(architecture, mode)
+        for mode in config.SERVE["preload_modes"]
+        for architecture in config.ARCHITECTURES
+    ]
+
+
+def start_up(processed_dir: Path, models_dir: Path, preload: list[str]) -> Recommender:
+    """The Recommender, with the precomputed tables of `preload` read and the lazy indexes built."""
+    tf = quiet_imports.tensorflow()
+    try:
+        # A request scores ~100 rows: TensorFlow's thread pools gain nothing there, and with a pool per worker
+        # process they only oversubscribe the cores (and spin while they wait).
+        tf.config.threading.set_intra_op_parallelism_threads(config.SERVE["tf_threads"])
+        tf.config.threading.set_inter_op_parallelism_threads(config.SERVE["tf_threads"])
+    except RuntimeError:
+        pass  # TensorFlow already ran in this process (an app built in-process, e.g. by a test): keep its pools
+    rec = Recommender.load(processed_dir, models_dir)
+    user = int(rec.encoders.classes["user_id"][0])
+    for name in preload:
+        if rec.precomputed(name) is not None:
+            rec.top_for_user(name, user)  # answered from the table: no model needed
+    rec.search_movies("a")
+    rec.profile(user)
+    return rec
+
+
+def warm_up(rec: Recommender, names: list[str]) -> None:
+    """Top-Ns per model (default and scored now, and one for a new person), so that loading, tracing and lazy
+    indexes happen before the first request; the answers are thrown away and nothing in `rec` changes but its
+    caches."""
+    user = int(rec.encoders.classes["user_id"][0])
+    for name in names:
+        rec.top_for_user(name, user)  # a default request: the precomputed table if fresh
+        rec.top_for_user(name, user, month=1)  # scored now: loads and traces the model
+        if name in config.TWO_STAGE_MODELS:
+            liked = rec.liked_history(user)["movie_id"].head(5).tolist()
+            rec.top_for_liked(name, liked or [int(rec.encoders.classes["movie_id"][0])])
+    rec.search_movies("a")
+    rec.profile(user)
+
+
+def warm_in_background(rec: Recommender, names: list[str], done: threading.Event) -> None:
+    """Load and trace `names` (warm_up) after the service is ready, then set the event `done`. Default
+    requests are answered from the precomputed tables meanwhile; one that must be scored waits for its model
+    (Recommender.scorer loads it under the lock)."""
+    started = time.perf_counter()
+    try:
+        warm_up(rec, names)
+    except Exception:  # a model that fails to load is reported by the request that needs it
+        log.error(json_line(event="warm_up_failed", error=traceback.format_exc(), pid=os.getpid()))
+    finally:
+        done.set()
+        log.info(
+            json_line(event="warm", seconds=round(time.perf_counter() - started, 2), models=names, pid=os.getpid())
+        )

@@ -3,7 +3,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from pipeline import config
 from pipeline.data import preprocess
@@ -19,6 +18,12 @@ def processed(raw_dir):
 
 def small(name, **changes):
     return dataclasses.replace(config.MODELS[name], **{"epochs": 1, "batch_size": 1024, **changes})
+
+
+def quick(name, **changes):
+    """small(), on one attention layer: for the tests of training mechanics (seeds, schedules, averaging,
+    negatives), where the depth of the model is not what is tested and three layers only cost time."""
+    return small(name, att_layer_num=1, **changes)
 
 
 def test_reference_models_keep_the_original_projects_settings():
@@ -47,13 +52,13 @@ def test_model_builds_trains_saves_and_reloads_with_identical_predictions(proces
 
 
 def test_same_seed_gives_the_same_model(processed):
-    runs = [train.train_model(processed.train, processed.encoders.dims(), small("autoint"))[1] for _ in range(2)]
+    runs = [train.train_model(processed.train, processed.encoders.dims(), quick("autoint"))[1] for _ in range(2)]
     assert runs[0]["epochs"][0]["val_loss"] == pytest.approx(runs[1]["epochs"][0]["val_loss"], abs=1e-6)
 
 
 def test_training_lowers_the_loss(processed):
     _, history = train.train_model(
-        processed.train, processed.encoders.dims(), small("autoint", epochs=3, learning_rate=1e-2)
+        processed.train, processed.encoders.dims(), quick("autoint", epochs=3, learning_rate=1e-2)
     )
     losses = [epoch["loss"] for epoch in history["epochs"]]
     assert losses[-1] < losses[0]
@@ -64,62 +69,6 @@ def test_parse_units():
     assert train.parse_units("(64, 16)") == (64, 16)
     assert train.parse_units("") == ()
     assert train.parse_units(None) is None
-
-
-def test_command_overrides_and_settings_file_reach_the_model(raw_dir, tmp_path):
-    import json
-
-    from pipeline import settings_files
-    from pipeline.cli import app
-
-    processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
-    preprocess.save_processed(processed, tmp_path / "processed")
-    settings_files.write_all(
-        tmp_path / "models",
-        "autoint_mlp",
-        "random",
-        ["epochs=2", "dnn_hidden_units=8"],
-        tmp_path / "processed",
-        tmp_path,
-    )
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "--model",
-            "autoint_mlp",
-            "--settings",
-            str(tmp_path / "models" / "autoint_mlp.settings.json"),
-            "--lr",
-            "0.003",
-            "--negatives",
-            "1",
-            "--fresh-negatives",
-            "--processed-dir",
-            str(tmp_path / "processed"),
-            "--models-dir",
-            str(tmp_path / "models"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    cfg = json.loads((tmp_path / "models" / "autoint_mlp.training_log.json").read_text())["config"]
-    assert (cfg["epochs"], cfg["dnn_hidden_units"], cfg["learning_rate"]) == (2, [8], 0.003)
-    assert (cfg["negatives"], cfg["fresh_negatives"], cfg["dnn_dropout"]) == (1, True, 0.4)
-    assert [line.split()[0] for line in result.output.splitlines()[-3:-1]] == ["1", "2"]  # the epoch table
-
-
-def test_command_rejects_unknown_choices_and_missing_data(tmp_path):
-    from pipeline.cli import app
-
-    result = CliRunner().invoke(app, ["train", "--model", "deepfm", "--processed-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "deepfm" in result.output
-    result = CliRunner().invoke(app, ["train", "--model", "autoint", "--processed-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "make preprocess" in result.output
-    for option, value in (("--negative-sampler", "zipf"), ("--negatives-per", "movie"), ("--split", "weekly")):
-        result = CliRunner().invoke(
-            app, ["train", "--model", "autoint", option, value, "--processed-dir", str(tmp_path)]
-        )
-        assert result.exit_code == 2 and value in result.output
 
 
 def test_sampled_negatives_are_unrated_movies_with_the_real_ratings_context(processed):
@@ -184,7 +133,7 @@ def test_fresh_negatives_draw_new_unrated_movies_every_epoch(processed, monkeypa
         return sampled
 
     monkeypatch.setattr(sampling, "sample_unrated", recording)
-    cfg = small("autoint_sampled", epochs=2, fresh_negatives=True)
+    cfg = quick("autoint_sampled", epochs=2, fresh_negatives=True)
     _, history = train.train_model(processed.train, processed.encoders.dims(), cfg, catalogue=processed.movies)
     assert [epoch["epoch"] for epoch in history["epochs"]] == [1, 2]
     assert all(np.isfinite(epoch["loss"]) and np.isfinite(epoch["val_loss"]) for epoch in history["epochs"])
@@ -211,7 +160,7 @@ def test_target_sets_the_label_of_rated_rows_and_sampled_rows_stay_zero(processe
 
 
 def test_lr_decay_lowers_the_learning_rate_every_epoch(processed):
-    cfg = small("autoint", epochs=3, learning_rate=1e-2, lr_decay=0.5)
+    cfg = quick("autoint", epochs=3, learning_rate=1e-2, lr_decay=0.5)
     model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg)
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.5**2)
 
@@ -225,8 +174,8 @@ def test_ema_leaves_the_model_with_slowly_moving_averaged_weights(processed):
         model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg)
         return sum(float(np.abs(w.numpy() - s).sum()) for w, s in zip(model.trainable_weights, start))
 
-    plain = distance_moved(small("autoint", learning_rate=1e-2))
-    averaged = distance_moved(small("autoint", learning_rate=1e-2, ema_momentum=0.999))
+    plain = distance_moved(quick("autoint", learning_rate=1e-2))
+    averaged = distance_moved(quick("autoint", learning_rate=1e-2, ema_momentum=0.999))
     assert 0 < averaged < 0.5 * plain
 
 
@@ -246,67 +195,3 @@ def test_recency_weight_weighs_a_users_later_ratings_more_and_negatives_as_their
     weight = sampled["weight"].to_numpy()
     assert ((drawn_for["min"].to_numpy() <= weight) & (weight <= drawn_for["max"].to_numpy())).all()
     assert row_weights(training_rows(processed.train, config.MODELS["autoint_sampled"], processed.movies)) is None
-
-
-def test_every_declared_option_is_in_train_help_and_make_and_nothing_else_is(tmp_path):
-    from pipeline import settings_files
-    from pipeline.cli import app
-
-    options = settings_files.OPTIONS
-    assert {"epochs", "learning_rate", "dnn_hidden_units", "fresh_negatives", "candidates", "history"} <= set(options)
-    assert settings_files.flag(options["learning_rate"]) == "--lr"
-    assert settings_files.make_variable(options["learning_rate"]) == "LR"
-    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
-    assert shown.exit_code == 0, shown.output
-    lines = settings_files.makefile_variables(tmp_path).splitlines()
-    make_options = next(line for line in lines if line.startswith("TRAIN_OPTIONS := ")).split(" := ")[1].split()
-    assert make_options == [f"{name}={settings_files.make_variable(field)}" for name, field in options.items()]
-    for field in options.values():
-        for spelling in settings_files.flag(field).split("/"):
-            assert spelling in shown.output
-        assert field.metadata["help"] in shown.output
-    # A TrainConfig field that is not declared an option is neither a `train` option nor a `--set` field.
-    assert "lr_decay" not in options and "model" not in options
-    result = CliRunner().invoke(app, ["train", "--model", "autoint", "--lr-decay", "0.5"])
-    assert result.exit_code == 2 and "--lr-decay" in result.output
-    for assignment in ("lr_decay=0.5", "model=autoint_mlp"):
-        with pytest.raises(settings_files.SettingsError, match="unknown training option"):
-            settings_files.parse_overrides([assignment])
-
-
-def test_option_values_are_checked_against_the_declaration():
-    from pipeline import settings_files
-
-    parsed = settings_files.parse_overrides(["learning_rate=1e-3", "dnn_hidden_units=(64, 16)", "fresh_negatives=yes"])
-    assert parsed == {"learning_rate": 1e-3, "dnn_hidden_units": (64, 16), "fresh_negatives": True}
-    for assignment, message in (
-        ("epochs=0", "epochs must be >= 1"),
-        ("dnn_dropout=1.5", "dnn_dropout must be <= 1.0"),
-        ("negative_sampler=zipf", "negative_sampler must be one of uniform, popularity"),
-        ("dnn_hidden_units=a", "dnn_hidden_units must be tuple"),
-    ):
-        with pytest.raises(settings_files.SettingsError, match=message):
-            settings_files.parse_overrides([assignment])
-
-
-def test_option_arguments_give_back_the_same_overrides():
-    import typer
-
-    from pipeline.cli import app
-
-    overrides = {
-        "epochs": 2,
-        "learning_rate": 0.003,
-        "dnn_hidden_units": (8, 4),
-        "negative_sampler": "popularity",
-        "fresh_negatives": False,
-        "candidates": 100,
-    }
-    arguments = train.option_arguments(overrides)
-    assert arguments[:4] == ["--epochs", "2", "--lr", "0.003"] and "--fixed-negatives" in arguments
-    command = typer.main.get_command(app).commands["train"]
-    params = command.make_context("train", ["--model", "autoint", *arguments]).params
-    options = {name: value for name, value in params.items() if name in train.settings_files.OPTIONS}
-    assert train.overrides_from_options(**options) == overrides
-    result = CliRunner().invoke(app, ["train", "--model", "autoint", "--dnn-hidden-units", "8,x"])
-    assert result.exit_code == 2 and "--dnn-hidden-units" in result.output

@@ -1,12 +1,12 @@
 # MovieLens 1M → DeepCTR AutoInt / AutoInt+MLP. Each target names the files it needs and makes, so a second
 # `make all` redoes nothing that is up to date. Needs GNU make 4.3 or newer (grouped targets).
-#   make all         the product: install, download, preprocess, retrieval, the reference and default models,
-#                    their evaluation, the report, and recommendations for user 3 (13 min on 2 cores)
+#   make all         the product: install, download, preprocess, retrieval, the rankers' candidate lists, the
+#                    reference and default models, their evaluation, the report, and user 3's recommendations
 #   make test        the test suite (generated data, no network)
 #   make study       everything else: tuned and sampled-negative models, the temporal split, new users
 #   make recommend USER=3 [ARCHITECTURE=autoint|autoint_mlp|both MODE=two_stage|reference YEAR=2001 MONTH=5 N=10]
 #   make recommend LIKED="2571,1196,260" [GENDER=F AGE=25 OCCUPATION=4]
-#   make train MODEL=<name> [SPLIT=temporal EPOCHS=2 LR=1e-3 ...]   (see README, "Training")
+#   make train MODEL=<name> [SPLIT=temporal EPOCHS=2 LR=1e-3 ...]   (see docs/training.md)
 
 ifeq ($(filter grouped-target,$(.FEATURES)),)
 $(error this Makefile needs GNU make 4.3 or newer (grouped targets); this is make $(MAKE_VERSION))

@@ -2,7 +2,8 @@
 
 Run with `make app` (streamlit run pipeline/serving/app.py, on 127.0.0.1 unless APP_HOST says otherwise). Every list
 and number comes from the Recommender (pipeline/serving/recommender.py, answers.py) and the evaluation's
-files; this file only lays them out. It starts with whatever `make all` has made so far and says what is missing.
+files; this file only lays them out. It starts with whatever `make all` has made so far and says what is missing,
+and names every served model or table that is damaged (with the command that rebuilds it) while serving the rest.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import streamlit as st  # noqa: E402
 
-from pipeline import config  # noqa: E402
+from pipeline import config, manifests  # noqa: E402
 from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 from pipeline.evaluation import report
-from pipeline.labels import ARCHITECTURE_LABELS, MODE_LABELS  # noqa: E402
+from pipeline.labels import ARCHITECTURE_LABELS, MODE_LABELS, model_label  # noqa: E402
 from pipeline.serving.answers import known_user_output, new_person_output
 from pipeline.serving.recommender import (
     Recommender,
@@ -143,7 +144,12 @@ def new_person_view(rec: Recommender) -> None:
 
 
 def report_view(artifacts: Path) -> None:
-    results = report.read_json(artifacts / "metrics.json")
+    try:
+        results = report.read_json(artifacts / "metrics.json")
+        study = report.read_json(artifacts / "study" / "metrics.json")
+    except manifests.ArtifactError as error:
+        st.error(str(error))
+        return
     if not results:
         st.error("No evaluation yet: run `make all` (or `make evaluate`) first.")
         return
@@ -151,7 +157,6 @@ def report_view(artifacts: Path) -> None:
     st.markdown(report.reference_table(results))
     st.subheader("Every model and baseline under every protocol")
     st.markdown(report.metrics_table(results))
-    study = report.read_json(artifacts / "study" / "metrics.json")
     if study:
         st.subheader(f"The study: every model on both splits (made {study.get('made', '?')})")
         st.markdown(report.metrics_table(study))
@@ -175,6 +180,10 @@ def main() -> None:
         for tab in (user_tab, new_tab):
             tab.error(f"{error}. The page needs the artifacts of `make all`.")
     if rec is not None:
+        # The same sentence as the service's /v1/health and 503s; the views below still serve everything else.
+        for name in config.models_of(*config.SERVED_MODES):
+            for problem in filter(None, rec.problems(name)):
+                st.warning(f"{model_label(name)} cannot be used: {problem}")
         with user_tab:
             user_view(rec)
         with new_tab:

@@ -1,6 +1,7 @@
 """The recommending core behind HTTP: a FastAPI app whose every answer comes from a Recommender.
 
-  GET  /v1/health                      readiness: models loaded, when they were trained, the data's checksum
+  GET  /v1/health                      readiness: models loaded, when they were trained, the data's checksum, and
+                                       what cannot be used ("degraded")
   GET  /v1/users/{id}                   a user's profile
   GET  /v1/users/{id}/liked             the movies the user rated 4 or 5, newest first
   GET  /v1/users/{id}/recommendations   the user's Top-N (n, model, mode, year, month)
@@ -11,7 +12,10 @@
 
 Movies and users are MovieLens IDs in and out. Errors are JSON {"error": kind, "message": what was wrong and
 what is valid}: 404 for an unknown user or movie (NotFound), 422 for any other bad input, 413 for a request
-body over config.SERVE["max_body_bytes"] (middleware.BodyLimit); a bug answers 500 and logs its traceback.
+body over config.SERVE["max_body_bytes"] (middleware.BodyLimit), 503 for a request that needs a missing,
+damaged or unreadable file (Unusable: "file" and "rebuild" name it and the command that rebuilds it); a bug
+answers 500 and logs its traceback. A worker whose model, table or even data is damaged still starts
+(degraded): /v1/health lists the problems and everything that does not need those files is served.
 
 The Recommender is loaded once, by the app's lifespan (uvicorn runs it before it accepts a connection, so
 ready means loaded), and handed to the routes by `Depends`. Core calls run on a bounded pool of
@@ -41,10 +45,17 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
-from pipeline import config
+from pipeline import config, manifests
 from pipeline.serving import schemas
 from pipeline.serving.middleware import BodyLimit, Metrics, Observe
-from pipeline.serving.recommender import NotFound, Recommender, RecommendError, context_source, model_name
+from pipeline.serving.recommender import (
+    NotFound,
+    Recommender,
+    RecommendError,
+    Unusable,
+    context_source,
+    model_name,
+)
 from pipeline.serving.schemas import MAX_N, MODE_HELP, MODEL_HELP, MONTH_HELP, N_HELP, YEAR_HELP, Architecture
 from pipeline.serving.startup import (
     WORKER_OPTIONS,
@@ -73,13 +84,15 @@ class ServiceOptions:
 
 @dataclass
 class Service:
-    """What the lifespan loaded, shared by every request of one worker process."""
+    """What the lifespan loaded, shared by every request of one worker process; rec is None (and `problem`
+    says why) when the processed data itself cannot be used."""
 
-    rec: Recommender
+    rec: Recommender | None
     limiter: anyio.CapacityLimiter
     data: dict
     startup_seconds: float
     warm: threading.Event
+    problem: Unusable | None = None
 
 
 async def service_of(request: Request) -> Service:
@@ -87,7 +100,10 @@ async def service_of(request: Request) -> Service:
 
 
 async def recommender_of(request: Request) -> Recommender:
-    return request.app.state.service.rec
+    service = request.app.state.service
+    if service.rec is None:
+        raise Unusable(service.problem.artifact)
+    return service.rec
 
 
 async def metrics_of(request: Request) -> Metrics:
@@ -115,6 +131,9 @@ async def call(service: Service, metrics: Metrics, function, *args, **kwargs):
 async def recommend_error(request: Request, error: RecommendError):
     if isinstance(error, NotFound):
         return JSONResponse({"error": "not_found", "message": str(error)}, status_code=404)
+    if isinstance(error, Unusable):
+        where = {"file": manifests.shown(error.artifact.path), "rebuild": error.artifact.rebuild}
+        return JSONResponse({"error": "unavailable", "message": str(error), **where}, status_code=503)
     return JSONResponse({"error": "invalid_request", "message": str(error)}, status_code=422)
 
 
@@ -179,16 +198,14 @@ router = APIRouter()
 )
 async def health(request: Request, service: Served):
     rec, options = service.rec, request.app.state.options
-    models = {
-        name: {
-            "trained_at": rec.trained_at(name),
-            "loaded": name in rec.scorers,
-            "precomputed": rec.precomputed(name) is not None,
-        }
-        for name in SERVED
-    }
+    models = {name: model_status(rec, name) for name in SERVED} if rec is not None else {}
+    problems = [str(service.problem)] if rec is None else []
+    for status in models.values():
+        problems += [problem for problem in (status["problem"], status["precomputed_problem"]) if problem]
+    problems = list(dict.fromkeys(problems))  # the retrieval stage's problem is every two-stage model's
     return {
-        "status": "ready",
+        "status": "degraded" if problems else "ready",
+        "problems": problems,
         "default_model": DEFAULT_MODEL,
         "models": models,
         "data": service.data,
@@ -197,6 +214,20 @@ async def health(request: Request, service: Served):
         "workers": options.workers,
         "threads": options.threads,
         "pid": os.getpid(),
+    }
+
+
+def model_status(rec: Recommender, name: str) -> dict:
+    """What /v1/health says of model file `name`. The checks are manifests' (size and mtime, a hash only when
+    the mtime moved, once per file state) and a damaged file is remembered, so that health stays cheap."""
+    problem, table_problem = rec.problems(name)
+    return {
+        "trained_at": rec.trained_at(name),
+        "loaded": name in rec.scorers,
+        "precomputed": table_problem is None and rec.precomputed(name) is not None,
+        "usable": problem is None,
+        "problem": problem,
+        "precomputed_problem": table_problem,
     }
 
 
@@ -318,24 +349,31 @@ async def prometheus(metrics: Meter):
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     options, started = app.state.options, time.perf_counter()
-    rec = await anyio.to_thread.run_sync(partial(start_up, options.processed_dir, options.models_dir, options.preload))
+    load = partial(start_up, options.processed_dir, options.models_dir, options.preload, SERVED)
+    rec, problem = None, None
+    try:
+        rec = await anyio.to_thread.run_sync(load)
+    except Unusable as error:  # the data itself: nothing can be recommended, but the worker says why
+        problem = error
+        log.error(json_line(event="unusable", problem=str(error), pid=os.getpid()))
     data = {
         "processed_dir": str(options.processed_dir),
         "models_dir": str(options.models_dir),
         "encoders_sha256": hashlib.sha256((options.processed_dir / "encoders.json").read_bytes()).hexdigest(),
-        "users": len(rec.users),
-        "movies": len(rec.movies),
-        "ratings": len(rec.ratings),
+        **({"users": len(rec.users), "movies": len(rec.movies), "ratings": len(rec.ratings)} if rec else {}),
     }
-    service = Service(rec, anyio.CapacityLimiter(options.threads), data, 0.0, threading.Event())
+    service = Service(rec, anyio.CapacityLimiter(options.threads), data, 0.0, threading.Event(), problem)
     service.startup_seconds = round(time.perf_counter() - started, 2)
     app.state.service = service
-    threading.Thread(
-        target=warm_in_background, args=(rec, options.preload, service.warm), name="warm-up", daemon=True
-    ).start()
+    if rec is None:
+        service.warm.set()  # nothing to warm
+    else:
+        threading.Thread(
+            target=warm_in_background, args=(rec, options.preload, service.warm), name="warm-up", daemon=True
+        ).start()
     log.info(
         json_line(
-            event="ready",
+            event="ready" if problem is None else "degraded",
             startup_seconds=service.startup_seconds,
             models=options.preload,
             threads=options.threads,
@@ -367,10 +405,12 @@ def create_app(
         description="Top-N movies from DeepCTR's AutoInt (two-stage: EASE retrieval, AutoInt ranking). "
         "Users and movies are MovieLens IDs. Errors are JSON {error, message}: 404 unknown "
         "user or movie, 422 other bad input, 413 a body over "
-        f"{config.SERVE['max_body_bytes']} bytes.",
+        f"{config.SERVE['max_body_bytes']} bytes, 503 a model, table or data file the request needs is "
+        "damaged or missing (the message names it and the command that rebuilds it; /v1/health lists them).",
         responses={
             404: {"model": schemas.Error, "description": "Unknown user or movie"},
             422: {"model": schemas.Error, "description": "Bad input; the message says what is valid"},
+            503: {"model": schemas.Error, "description": "A file the request needs is damaged; rebuild it"},
         },
         exception_handlers={
             RecommendError: recommend_error,

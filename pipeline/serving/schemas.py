@@ -91,12 +91,25 @@ class ModelStatus(BaseModel):
         description="Default requests (the user's own context, n within the table) are answered from the "
         "model's precomputed Top-N table (make precompute); others are scored when asked"
     )
+    usable: bool = Field(description="The model can score: its files and the retrieval stage it needs are intact")
+    problem: str | None = Field(
+        description="Why it cannot (the file, what is wrong, the command that rebuilds it); requests that need "
+        "it answer 503 with the same message"
+    )
+    precomputed_problem: str | None = Field(
+        description="Why its precomputed table cannot be used (damaged); default requests for it then answer 503"
+    )
 
 
 class Health(BaseModel):
-    status: Literal["ready"]
+    status: Literal["ready", "degraded"] = Field(
+        description="degraded: some model, table or the data cannot be used (see problems); the rest is served"
+    )
+    problems: list[str] = Field(
+        description="One line per unusable file: the file, what is wrong and the command that rebuilds it"
+    )
     default_model: str
-    models: dict[str, ModelStatus]
+    models: dict[str, ModelStatus] = Field(description="Every served model; empty when the data itself is unusable")
     data: dict[str, str | int] = Field(
         description="Where the data is and its checksum: sha256 of encoders.json, which changes with any "
         "re-preprocessing"
@@ -112,9 +125,11 @@ class Health(BaseModel):
 
 
 class Error(BaseModel):
-    error: str = Field(description="not_found, invalid_request, payload_too_large, ...")
+    error: str = Field(description="not_found, invalid_request, payload_too_large, unavailable, ...")
     message: str = Field(description="What was wrong and what is valid")
     detail: list[dict] | None = None
+    file: str | None = Field(None, description="unavailable: the file that is missing, damaged or unreadable")
+    rebuild: str | None = Field(None, description="unavailable: the command that rebuilds it")
 
 
 class LikedRequest(BaseModel):

@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 
 from pipeline import config
-from pipeline.retrieval import ease
+from pipeline.retrieval import retriever
 from pipeline.serving.recommender import RecommendError, check_trained
 from pipeline.serving.startup import WORKER_OPTIONS, configure_logging, preload_names
 from pipeline.serving.terminal import fail
@@ -50,7 +50,7 @@ def serve_command(
     try:
         if not (processed_dir / "encoders.json").is_file():
             raise RecommendError(f"no processed data in {processed_dir}; run `make preprocess`")
-        if not ease.path("random", models_dir).is_file():
+        if not retriever.path("random", models_dir).is_file():
             raise RecommendError(f"no retrieval stage in {models_dir}; run `make retrieval`")
         check_trained(models_dir, preload_names())
     except RecommendError as error:

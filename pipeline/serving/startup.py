@@ -7,10 +7,15 @@ models (config.SERVE["preload_modes"]) and asks each for one Top-N, so that load
 before most requests that must be scored (one that comes earlier waits for its model); /v1/health says
 `"warm": true` when that is done. Requests share that one Recommender, which nothing changes after start-up
 except loading a model on its first use (under the Recommender's lock).
+
+A damaged model, table or retrieval stage does not stop a worker: start-up checks every served model's files
+against their manifests (no model is loaded for that), logs one "unusable" line per problem, and the worker
+serves the rest (degraded); what needs the damaged file answers 503 (http_api.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,10 +23,11 @@ import sys
 import threading
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 from pipeline import config, quiet_imports
-from pipeline.serving.recommender import Recommender
+from pipeline.serving.recommender import Recommender, Unusable
 
 log = logging.getLogger("pipeline.serving.startup")
 # How the uvicorn supervisor tells its worker processes what to serve (they import http_api afresh).
@@ -50,8 +56,9 @@ def preload_names() -> list[str]:
     ]
 
 
-def start_up(processed_dir: Path, models_dir: Path, preload: list[str]) -> Recommender:
-    """The Recommender, with the precomputed tables of `preload` read and the lazy indexes built."""
+def start_up(processed_dir: Path, models_dir: Path, preload: list[str], served=()) -> Recommender:
+    """The Recommender, with the precomputed tables of `preload` read, the lazy indexes built, and the files of
+    the `served` models checked (one "unusable" log line per problem). Unusable if the data itself is."""
     tf = quiet_imports.tensorflow()
     try:
         # A request scores ~100 rows: TensorFlow's thread pools gain nothing there, and with a pool per worker
@@ -63,10 +70,14 @@ def start_up(processed_dir: Path, models_dir: Path, preload: list[str]) -> Recom
     rec = Recommender.load(processed_dir, models_dir)
     user = int(rec.encoders.classes["user_id"][0])
     for name in preload:
-        if rec.precomputed(name) is not None:
-            rec.top_for_user(name, user)  # answered from the table: no model needed
+        with contextlib.suppress(Unusable):  # a damaged table: /v1/health and its requests say so
+            if rec.precomputed(name) is not None:
+                rec.top_for_user(name, user)  # answered from the table: no model needed
     rec.search_movies("a")
     rec.profile(user)
+    for name in served:
+        for problem in filter(None, rec.problems(name)):
+            log.error(json_line(event="unusable", model=name, problem=problem, pid=os.getpid()))
     return rec
 
 
@@ -76,11 +87,16 @@ def warm_up(rec: Recommender, names: list[str]) -> None:
     caches."""
     user = int(rec.encoders.classes["user_id"][0])
     for name in names:
-        rec.top_for_user(name, user)  # a default request: the precomputed table if fresh
-        rec.top_for_user(name, user, month=1)  # scored now: loads and traces the model
+        steps = [
+            partial(rec.top_for_user, name, user),  # a default request: the precomputed table if fresh
+            partial(rec.top_for_user, name, user, month=1),  # scored now: loads and traces the model
+        ]
         if name in config.TWO_STAGE_MODELS:
             liked = rec.liked_history(user)["movie_id"].head(5).tolist()
-            rec.top_for_liked(name, liked or [int(rec.encoders.classes["movie_id"][0])])
+            steps.append(partial(rec.top_for_liked, name, liked or [int(rec.encoders.classes["movie_id"][0])]))
+        for step in steps:
+            with contextlib.suppress(Unusable):  # a damaged file: /v1/health and the requests that need it say so
+                step()
     rec.search_movies("a")
     rec.profile(user)
 

@@ -117,7 +117,7 @@ def test_command_fails_with_one_stderr_line_per_failure(run):
 
 
 @pytest.mark.parametrize(
-    "payload, message", [(None, "not found"), ("{not json", "cannot read"), ("[1, 2]", "not a JSON object")]
+    "payload, message", [(None, "is missing"), ("{not json", "cannot be read"), ("[1, 2]", "not a JSON object")]
 )
 def test_command_unreadable_file_exits_2_with_one_line(run, payload, message):
     result = run(payload)

@@ -28,30 +28,34 @@ def test_read_raw_keeps_titles_with_colons_and_latin1(tmp_path):
     assert movies["title"].tolist() == ["Star Wars: Episode IV - A New Hope (1977)", "Amélie (2001)"]
 
 
-def test_features_follow_the_seed_schema(raw):
+def test_features_follow_the_seed_schema(raw, processed):
     ratings, movies, users = raw
-    features = preprocess.build_features(ratings, movies, users)
-    assert list(features.columns[:14]) == list(config.FIELDS)
-    assert len(features) == len(ratings)
-    row = features.iloc[0]
-    movie = movies.set_index("movie_id").loc[row["movie_id"]]
+    assert list(processed.train.columns) == [*config.FIELDS, "rating", "label", "timestamp"]
+    assert len(processed.train) + len(processed.test) == len(ratings)
+    row = processed.test.iloc[0]
+    decoded = {field: processed.encoders.decode(field, [row[field]])[0] for field in config.FIELDS}
+    rating = ratings[(ratings["user_id"] == decoded["user_id"]) & (ratings["movie_id"] == decoded["movie_id"])]
+    assert (row["rating"], row["timestamp"]) == (rating["rating"].item(), rating["timestamp"].item())
+    movie = movies.set_index("movie_id").loc[decoded["movie_id"]]
     year = int(movie["title"][-5:-1])
-    assert (row["movie_year"], row["movie_decade"]) == (year, year // 10 * 10)
+    assert (decoded["movie_year"], decoded["movie_decade"]) == (year, year // 10 * 10)
     genres = movie["genres"].split("|") + [config.GENRE_PLACEHOLDER] * 3
-    assert [row["genre1"], row["genre2"], row["genre3"]] == genres[:3]
-    when = pd.Timestamp(ratings["timestamp"].iloc[0], unit="s", tz="UTC")
-    assert (row["rating_year"], row["rating_month"], row["rating_decade"]) == (
+    assert [decoded["genre1"], decoded["genre2"], decoded["genre3"]] == genres[:3]
+    when = pd.Timestamp(row["timestamp"], unit="s", tz="UTC")
+    assert (decoded["rating_year"], decoded["rating_month"], decoded["rating_decade"]) == (
         when.year,
         when.month,
         when.year // 10 * 10,
     )
+    user = users.set_index("user_id").loc[decoded["user_id"]]
+    assert [decoded[field] for field in ("gender", "age", "occupation", "zip")] == user.tolist()
 
 
-def test_label_is_rating_four_or_more_and_three_is_negative(raw):
-    features = preprocess.build_features(*raw)
-    assert set(features.loc[features["rating"] >= 4, "label"]) == {1}
-    assert set(features.loc[features["rating"] <= 3, "label"]) == {0}
-    assert (features["rating"] == 3).any()
+def test_label_is_rating_four_or_more_and_three_is_negative(processed):
+    rows = pd.concat([processed.train, processed.test])
+    assert set(rows.loc[rows["rating"] >= 4, "label"]) == {1}
+    assert set(rows.loc[rows["rating"] <= 3, "label"]) == {0}
+    assert (rows["rating"] == 3).any()
 
 
 def test_genre_placeholder_for_movies_with_few_genres():
@@ -81,22 +85,32 @@ def test_unknown_values_are_rejected_not_refitted(processed):
 
 
 def test_codes_are_dense_and_dims_count_distinct_values(raw, processed):
-    features = preprocess.build_features(*raw)
+    ratings, movies, users = raw
+    rated_users = users[users["user_id"].isin(ratings["user_id"])]
+    rated_movies = preprocess.movie_features(movies[movies["movie_id"].isin(ratings["movie_id"])])
+    when = pd.to_datetime(ratings["timestamp"], unit="s", utc=True).dt
+    distinct = {
+        **{field: rated_users[field].nunique() for field in config.USER_FIELDS},
+        **{field: rated_movies[field].nunique() for field in config.MOVIE_FIELDS},
+        "rating_year": when.year.nunique(),
+        "rating_month": when.month.nunique(),
+        "rating_decade": (when.year // 10).nunique(),
+    }
     dims = processed.encoders.dims()
+    assert dims == distinct
     for field in config.FIELDS:
-        assert dims[field] == features[field].nunique()
         both = pd.concat([processed.train[field], processed.test[field]])
         assert both.min() == 0 and both.max() == dims[field] - 1
 
 
 def test_split_is_sklearns_80_20_with_seed_42(raw, processed):
-    features = preprocess.build_features(*raw)
-    _, expected_test = train_test_split(features, test_size=0.2, random_state=42)
-    assert len(processed.test) == len(expected_test)
-    assert len(processed.train) + len(processed.test) == len(features)
-    decoded = processed.encoders.decode("user_id", processed.test["user_id"]).astype(int)
-    assert (decoded == expected_test["user_id"].to_numpy()).all()
-    assert (processed.test["timestamp"].to_numpy() == expected_test["timestamp"].to_numpy()).all()
+    ratings = raw[0]
+    expected_train, expected_test = train_test_split(ratings, test_size=0.2, random_state=42)
+    for rows, expected in ((processed.train, expected_train), (processed.test, expected_test)):
+        assert len(rows) == len(expected)
+        decoded = processed.encoders.decode("user_id", rows["user_id"]).astype(int)
+        assert (decoded == expected["user_id"].to_numpy()).all()
+        assert (rows["timestamp"].to_numpy() == expected["timestamp"].to_numpy()).all()
 
 
 def test_catalogue_and_users_tables(processed):

@@ -35,10 +35,10 @@ def test_output_passes_the_real_datas_validation_and_is_marked_synthetic(synthet
     assert synth.is_synthetic(root) and synth.is_synthetic(raw_dir) and synth.is_synthetic(root / "processed")
     assert "SYNTHETIC" in (raw_dir / synth.MARKER).read_text()
     ratings, movies, users = preprocess.read_raw(raw_dir)
-    processed = preprocess.preprocess(ratings, movies, users)
-    assert len(processed.train) + len(processed.test) == RATINGS == len(ratings)
-    assert set(processed.encoders.dims()) == set(config.FIELDS)
-    assert "ratings: 30,000" in preprocess.summary(processed)
+    prepared = preprocess.prepare([ratings], movies, users)
+    assert len(prepared.splits["train"]) + len(prepared.splits["test"]) == RATINGS == len(ratings)
+    assert set(prepared.encoders.dims()) == set(config.FIELDS)
+    assert "ratings: 30,000" in preprocess.summary(prepared)
 
 
 def test_fields_have_ml1m_value_ranges(synthetic):

@@ -12,17 +12,22 @@ Every model and metric of REFERENCE_TABLE must be present under models.<model>.r
 finite number, and lie within REPRO_TOLERANCE of the published value (boundary inclusive).
 
     python -m pipeline.evaluation.check_repro [--metrics PATH]   # exit 0 pass, 1 mismatch, 2 unreadable file
+
+The file is read checked against its manifest (pipeline.evaluation.metrics_files): a missing, damaged or unreadable
+one is one line naming it and the command that remakes it (`make repro` for artifacts/repro/metrics.json).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import typer
 
+from pipeline import manifests
 from pipeline.config import ARTIFACTS_DIR, REFERENCE_TABLE, REPRO_TOLERANCE
+from pipeline.evaluation import metrics_files
+from pipeline.files import describe_os_error
 
 PROTOCOL = "reference_protocol"
 # |diff| is rounded before comparing so that a value exactly at the tolerance passes despite
@@ -102,12 +107,12 @@ def check_repro_command(
 ) -> None:
     """Compare reference-protocol NDCG@10 / hit_rate@10 with the original project's published table."""
     try:
-        metrics = json.loads(metrics_path.read_text())
-    except FileNotFoundError:
-        typer.echo(f"error: {metrics_path} not found; run the evaluate stage first", err=True)
+        metrics = metrics_files.read(metrics_path)
+    except manifests.ArtifactError as error:
+        typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        typer.echo(f"error: cannot read {metrics_path} as JSON: {error}", err=True)
+    except OSError as error:  # of the file system (permissions, a read-only mount): the module runs without cli.main
+        typer.echo(f"error: {describe_os_error(error)}", err=True)
         raise typer.Exit(2) from None
     if not isinstance(metrics, dict):
         typer.echo(f"error: {metrics_path} is not a JSON object", err=True)

@@ -4,7 +4,8 @@ The test rows are never read here. Each candidate is trained epoch by epoch and 
 epoch under the same protocols as `evaluate` (a two-stage candidate under the full-catalogue protocol,
 where its retrieval stage is fitted on the carve's training rows), so the number of epochs is tuned
 without retraining. Output: artifacts/tuning.json, per validation carve its size, the baselines'
-scores and one record per candidate × epoch.
+scores and one record per candidate × epoch; recorded in its manifest with `make tune` as its producer
+(pipeline.manifests) and checked against it before a run with --only merges into it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from pipeline import config, quiet_imports
+from pipeline import config, manifests, quiet_imports
 from pipeline.config import TrainConfig
 from pipeline.data.preprocess import Processed, load_processed, split_temporal
 from pipeline.evaluation import evaluate
@@ -27,7 +28,7 @@ from pipeline.evaluation.report import describe
 from pipeline.files import write_json
 from pipeline.ranking import architecture, ranker_inputs, scorers
 from pipeline.ranking.scorers import ModelScorer
-from pipeline.retrieval import ease
+from pipeline.retrieval import retriever
 from pipeline.training import ranker
 from pipeline.training.sampling import epoch_rows
 from pipeline.training.train import fit_arguments
@@ -37,6 +38,7 @@ VALIDATION_SHARE = config.TUNE["validation_share"]
 #   random    a random 10 % of the random split's training rows;
 #   temporal  each user's latest 10 % of the temporal split's training rows.
 CARVES = config.SPLITS
+REBUILD = "make tune"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +90,7 @@ def record_of(cfg: TrainConfig, epoch: int, seconds: float, result: dict) -> dic
 def run_two_stage_candidate(cfg: TrainConfig, tuning: Processed, progress=print) -> list[dict]:
     """Train a two-stage ranker on the carve's training rows (its own out-of-fold lists), scoring it after each
     epoch over retrieval fitted on those rows; one record per epoch."""
-    fitted = ease.fit(tuning.train, len(tuning.users), len(tuning.movies))
+    fitted = retriever.fit(tuning.train, len(tuning.users), len(tuning.movies))
     movies = ranker_inputs.movie_table(tuning.movies)
     records = []
 
@@ -253,11 +255,15 @@ def save_candidate(out: Path, candidate: Candidate, header: dict, records: list[
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        results = keep_current(json.loads(out.read_text()) if out.is_file() else {}, space)
+        results = {}
+        if out.is_file():
+            with manifests.checked(out, REBUILD) as readable:
+                results = json.loads(readable.read_text())
+        results = keep_current(results, space)
         part = results.setdefault(candidate.part, header)
         key = config_key(dataclasses.asdict(candidate.cfg))
         part["candidates"] = [r for r in part["candidates"] if config_key(r["config"]) != key] + records
-        write_json(out, results)
+        write_json(out, results, producer=REBUILD)
 
 
 def echo_prefixed(prefix: str, line: str) -> None:
@@ -276,7 +282,9 @@ def tune_command(
     """Search learning rate and its decay, epochs, negatives, labels and embedding size on training rows only."""
     try:
         data = load_processed(processed_dir)
-    except FileNotFoundError as error:
+        if only and out.is_file():  # the records --only merges into: checked now, not after hours of training
+            manifests.check(out, REBUILD)
+    except (FileNotFoundError, manifests.ArtifactError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     space = search_space()

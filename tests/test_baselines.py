@@ -101,10 +101,24 @@ def test_ease_scorer_ranks_the_co_liked_movie_first_and_scores_unknown_codes_zer
 
 
 def test_ease_scorer_uses_a_given_retrieval_model_instead_of_fitting_one():
-    from pipeline.retrieval import ease
+    from pipeline.retrieval import ease, retriever
 
     fitted = ease.fit(CO_LIKED, 6, 4, l2=1.0)
     score = baselines.fit_baseline("ease", CO_LIKED, fitted=fitted)
-    liked = ease.liked_matrix(CO_LIKED, 6, 4).toarray()
+    liked = retriever.liked_matrix(CO_LIKED, 6, 4).toarray()
     users, movies = np.repeat(np.arange(6), 4), np.tile(np.arange(4), 6)
     np.testing.assert_allclose(score(users, movies), (liked @ fitted.weights)[users, movies], rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_users", [1, 4, 4096])
+def test_ease_scorer_gives_every_pair_the_dense_score_whatever_the_chunk_of_users(chunk_users):
+    """The pairs' users are scored a chunk at a time; shuffled pairs, repeated pairs and unknown codes included."""
+    from pipeline.retrieval import ease, retriever
+
+    fitted = ease.fit(CO_LIKED, 6, 4, l2=1.0)
+    score = baselines.fit_baseline("ease", CO_LIKED, fitted=fitted, chunk_users=chunk_users)
+    dense = retriever.liked_matrix(CO_LIKED, 6, 4).toarray() @ fitted.weights
+    order = np.random.default_rng(0).permutation(48)
+    users, movies = np.tile(np.repeat(np.arange(6), 4), 2)[order], np.tile(np.arange(4), 12)[order]
+    np.testing.assert_allclose(score(users, movies), dense[users, movies], rtol=1e-6)
+    np.testing.assert_array_equal(score(np.array([5, 99, 5]), np.array([99, 1, 1])), [0.0, 0.0, dense[5, 1]])

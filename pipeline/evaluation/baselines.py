@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config
-from pipeline.retrieval import ease
+from pipeline.retrieval import retriever
 
 BASELINES = ("random", "most_popular", "positive_rate", "ease")
+# The retrieval stage alone: with most popular, what the report holds the two-stage rankers against.
+RETRIEVAL_BASELINE = "ease"
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -65,32 +67,48 @@ def score_pairs(table: pd.Series, movie_ids: np.ndarray, default: float) -> np.n
     return scores
 
 
-def ease_scorer(train: pd.DataFrame, fitted: ease.Retrieval | None = None) -> Scorer:
-    """score(user, movie) = EASE's score from the user's liked training movies (pipeline.retrieval.ease), with
-    `fitted` or a model fitted on `train`. Users and movies are codes; a code unknown to `train` scores 0."""
+def ease_scorer(
+    train: pd.DataFrame, fitted: retriever.Retriever | None = None, chunk_users: int = config.SCORING_CHUNK_USERS
+) -> Scorer:
+    """score(user, movie) = the retrieval stage's score from the user's liked training movies
+    (pipeline.retrieval.retriever: EASE, or ALS for a large catalogue), with `fitted` or a model fitted on
+    `train`. Users and movies are codes; a code unknown to `train` scores 0. The asked pairs' users are scored
+    `chunk_users` at a time over the whole catalogue (a row's scores do not depend on the others), so no more
+    than one chunk × catalogue block is ever held."""
     n_users, n_movies = int(train["user_id"].max()) + 1, int(train["movie_id"].max()) + 1
-    fitted = fitted or ease.fit(train, n_users, n_movies)
-    scores = fitted.scores(ease.liked_matrix(train, n_users, fitted.n_movies))
+    fitted = fitted or retriever.fit(train, n_users, n_movies)
     n_movies = fitted.n_movies
+    liked = retriever.liked_matrix(train, n_users, n_movies)
 
     def score(user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
         users, movies = np.asarray(user_ids), np.asarray(movie_ids)
-        known = (users < n_users) & (movies < n_movies)
         out = np.zeros(len(users), dtype=np.float64)
-        out[known] = scores[users[known], movies[known]]
+        known = np.flatnonzero((users < n_users) & (movies < n_movies))
+        distinct, row = np.unique(users[known], return_inverse=True)
+        for start in range(0, len(distinct), chunk_users):
+            mine = (row >= start) & (row < start + chunk_users)
+            block = fitted.scores(liked[distinct[start : start + chunk_users]])
+            out[known[mine]] = block[row[mine] - start, movies[known[mine]]]
         return out
 
     return score
 
 
-def fit_baseline(name: str, train: pd.DataFrame, seed: int = 0, fitted: ease.Retrieval | None = None) -> Scorer:
+def fit_baseline(
+    name: str,
+    train: pd.DataFrame,
+    seed: int = 0,
+    fitted: retriever.Retriever | None = None,
+    chunk_users: int = config.SCORING_CHUNK_USERS,
+) -> Scorer:
     """A scorer `(user_ids, movie_ids) -> scores` for baseline `name` fitted on `train`.
 
     random: pair_random_scores(user_ids, movie_ids, seed): a fixed pseudo-random score per (user, movie),
         so it does not depend on how the pairs are batched.
     most_popular: popularity(train), 0 for movies without training ratings.
     positive_rate: positive_rate(train), the global rate for movies without training ratings.
-    ease: ease_scorer(train, fitted), the retrieval stage alone: a strong collaborative-filtering reference.
+    ease: ease_scorer(train, fitted, chunk_users), the retrieval stage alone: a strong collaborative-filtering
+        reference.
     """
     if name == "random":
         return lambda user_ids, movie_ids: pair_random_scores(user_ids, movie_ids, seed)
@@ -101,5 +119,5 @@ def fit_baseline(name: str, train: pd.DataFrame, seed: int = 0, fitted: ease.Ret
         rates, fallback = positive_rate(train), global_rate(train)
         return lambda user_ids, movie_ids: score_pairs(rates, movie_ids, fallback)
     if name == "ease":
-        return ease_scorer(train, fitted)
+        return ease_scorer(train, fitted, chunk_users)
     raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")

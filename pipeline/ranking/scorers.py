@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from tqdm import tqdm
 
 from pipeline import config, quiet_imports
@@ -24,7 +25,7 @@ from pipeline.config import TrainConfig
 from pipeline.ranking import model_files
 from pipeline.ranking.candidates import CandidateLists
 from pipeline.ranking.ranker_inputs import list_inputs, movie_table
-from pipeline.retrieval import ease
+from pipeline.retrieval import retriever
 
 ScoreFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -73,7 +74,7 @@ def ranked(lists: CandidateLists, scores: np.ndarray, n: int) -> tuple[np.ndarra
 class TwoStage:
     """The default recommender: retrieval proposes cfg.candidates movies per list, the ranker orders them."""
 
-    retrieval: ease.Retrieval
+    retrieval: retriever.Retriever
     scorer: ListScorer
     movies: np.ndarray  # movie_table(catalogue)
 
@@ -166,6 +167,18 @@ def score_rows(score_fn: ScoreFn, frame: pd.DataFrame, histories: dict[str, np.n
     return score_fn({**{field: frame[field].to_numpy() for field in config.FIELDS}, **(histories or {})})
 
 
+def excluded_pairs(user_codes, movie_codes: np.ndarray, exclude: pd.DataFrame | None) -> sparse.csr_matrix:
+    """users × movies (positions in `user_codes` and `movie_codes`), True at every (user_id, movie_id) pair of
+    `exclude`; sparse, so that a chunk of users is made dense only when it is scored."""
+    shape = (len(user_codes), len(movie_codes))
+    if exclude is None or not len(exclude):
+        return sparse.csr_matrix(shape, dtype=bool)
+    user_pos = pd.Index(user_codes).get_indexer(exclude["user_id"])
+    movie_pos = pd.Index(movie_codes).get_indexer(exclude["movie_id"])
+    keep = (user_pos >= 0) & (movie_pos >= 0)
+    return sparse.csr_matrix((np.ones(int(keep.sum()), bool), (user_pos[keep], movie_pos[keep])), shape=shape)
+
+
 def top_n(
     score_fn: ScoreFn,
     users: pd.DataFrame,
@@ -178,7 +191,8 @@ def top_n(
 ) -> pd.DataFrame:
     """Rank every catalogue movie for each user and keep the best `n` that are not excluded.
 
-    The score function is called on the (user, movie) rows that are not excluded, a chunk of users at a time.
+    The score function is called on the (user, movie) rows that are not excluded, a chunk of users (at most
+    `chunk_rows` pairs) at a time; only that chunk's pairs and exclusions are ever dense.
 
     users      one row per user: the user fields and the context fields (codes)
     catalogue  one row per candidate movie: the movie fields (codes)
@@ -193,19 +207,14 @@ def top_n(
     user_values = {field: users[field].to_numpy() for field in (*config.USER_FIELDS, *config.CONTEXT_FIELDS)}
     movie_values = {field: catalogue[field].to_numpy() for field in config.MOVIE_FIELDS}
 
-    excluded = np.zeros((len(users), n_movies), dtype=bool)
-    if exclude is not None and len(exclude):
-        user_pos = pd.Index(users["user_id"]).get_indexer(exclude["user_id"])
-        movie_pos = pd.Index(movie_codes).get_indexer(exclude["movie_id"])
-        keep = (user_pos >= 0) & (movie_pos >= 0)
-        excluded[user_pos[keep], movie_pos[keep]] = True
+    excluded = excluded_pairs(users["user_id"], movie_codes, exclude)
 
     results = []
     bar = tqdm(total=len(users), unit="user", desc="scoring", disable=not progress)
     for start in range(0, len(users), per_chunk):
         stop = min(start + per_chunk, len(users))
         # Excluded pairs are never scored (on ML-1M 1M of the 22.4M pairs): they cannot be recommended.
-        pairs = np.flatnonzero(~excluded[start:stop].ravel())
+        pairs = np.flatnonzero(~excluded[start:stop].toarray().ravel())
         user_rows, movie_rows = np.divmod(pairs, n_movies)
         inputs = {field: values[start:stop][user_rows] for field, values in user_values.items()}
         inputs |= {field: values[movie_rows] for field, values in movie_values.items()}

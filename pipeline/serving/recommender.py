@@ -15,22 +15,27 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from pipeline import config
+from pipeline import config, manifests
 from pipeline.data.history import latest_context
 from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 from pipeline.data.preprocess import Encoders
-from pipeline.ranking import candidates
+from pipeline.ranking import candidates, model_files
 from pipeline.ranking.scorers import load_scorer, ranked_frame, top_n
-from pipeline.retrieval import ease
+from pipeline.retrieval import retriever
 
 # The columns of train/test.parquet used here; reading all of them costs about a second at start-up.
 RATING_COLUMNS = ["user_id", "movie_id", "rating", "label", "timestamp", *config.CONTEXT_FIELDS]
+# The commands that rebuild what a Recommender reads (the models': model_files.rebuild_command).
+PREPROCESS, RETRIEVAL, PRECOMPUTE = "make preprocess", "make retrieval", "make precompute"
 
 
 class RecommendError(ValueError):
@@ -39,6 +44,22 @@ class RecommendError(ValueError):
 
 class NotFound(RecommendError):
     """A user or movie ID that the data does not have (the service answers 404)."""
+
+
+class Unusable(RecommendError):
+    """A missing, damaged or unreadable artifact (manifests.ArtifactError): the one line names the file, what is
+    wrong and the command that rebuilds it (the service answers 503)."""
+
+    def __init__(self, error: manifests.ArtifactError):
+        super().__init__(str(error))
+        self.artifact = error
+
+
+def read_checked(path: Path, read, rebuild: str):
+    """read(path) once path is checked against its manifest; manifests.ArtifactError if it is missing, damaged
+    or cannot be read."""
+    with manifests.checked(path, rebuild):
+        return read(path)
 
 
 @dataclass(frozen=True)
@@ -118,8 +139,8 @@ class Recommender:
         self._title_of, self._genres_of = ordered["title"].to_numpy(), ordered["genres"].to_numpy()
         self._lock = threading.Lock()
         self._retrieval = None
+        self._unusable = {}  # what could not be loaded: {model name, "retrieval" or a table's path: ArtifactError}
         self._precomputed = {}
-        self._every_user_lists = {}  # by list shape; recommend_all's rankers of one shape share them
         likes = self.ratings.loc[self.ratings["label"] == 1, "movie_id"].value_counts()
         by_likes = self.movies[["movie_id", "title", "genres"]].assign(
             likes=likes.reindex(self.movies["movie_id"]).fillna(0).astype("int64").to_numpy()
@@ -132,19 +153,31 @@ class Recommender:
     def load(cls, processed_dir: Path = config.PROCESSED_DIR, models_dir: Path = config.MODELS_DIR, models=()):
         """The processed data, and the model files `models` loaded right away (others load on first use)."""
         processed_dir, models_dir = Path(processed_dir), Path(models_dir)
+        if not (processed_dir / "encoders.json").is_file():
+            raise RecommendError(f"no processed data in {processed_dir}; run `make preprocess` (or `make all`)")
         try:
-            encoders = Encoders.load(processed_dir / "encoders.json")
+            encoders = read_checked(processed_dir / "encoders.json", Encoders.load, PREPROCESS)
             splits = [
-                pd.read_parquet(processed_dir / f"{s}.parquet", columns=RATING_COLUMNS) for s in ("train", "test")
+                read_checked(
+                    processed_dir / f"{s}.parquet", partial(pd.read_parquet, columns=RATING_COLUMNS), PREPROCESS
+                )
+                for s in ("train", "test")
             ]
-            movies = pd.read_parquet(processed_dir / "movies.parquet")
-            users = pd.read_parquet(processed_dir / "users.parquet")
-        except FileNotFoundError:
-            raise RecommendError(
-                f"no processed data in {processed_dir}; run `make preprocess` (or `make all`)"
-            ) from None
-        ratings = pd.concat(splits, ignore_index=True).sort_values(["user_id", "timestamp"], kind="stable")
-        rec = cls(encoders, movies, users, ratings.reset_index(drop=True), models_dir)
+            movies = read_checked(processed_dir / "movies.parquet", pd.read_parquet, PREPROCESS)
+            users = read_checked(processed_dir / "users.parquet", pd.read_parquet, PREPROCESS)
+        except manifests.ArtifactError as error:
+            raise Unusable(error) from None
+        # 32-bit codes and one copy at a time: at 25 M ratings these columns are 1 GB, not three copies of 1.6 GB.
+        ratings = pd.concat(
+            [
+                split.astype({column: np.int32 for column in RATING_COLUMNS if column != "timestamp"})
+                for split in splits
+            ],
+            ignore_index=True,
+        )
+        del splits
+        order = np.lexsort((ratings["timestamp"].to_numpy(), ratings["user_id"].to_numpy()))  # stable, as sort_values
+        rec = cls(encoders, movies, users, ratings.take(order).reset_index(drop=True), models_dir)
         check_trained(models_dir, models)
         for name in models:
             rec.scorer(name)
@@ -152,14 +185,51 @@ class Recommender:
 
     # --- Models, loaded on first use --------------------------------------------------------------------
 
-    def retrieval(self) -> ease.Retrieval:
+    def _remembered(self, key: str, load):
+        """load(), which may raise manifests.ArtifactError, as Unusable; a damaged or unreadable file is not
+        read again (it stays unusable until the process restarts and is rebuilt), a missing one is looked for."""
+        if key not in self._unusable:
+            try:
+                return load()
+            except manifests.ArtifactError as error:
+                if error.missing:
+                    raise Unusable(error) from None
+                self._unusable[key] = error
+        raise Unusable(self._unusable[key])
+
+    def retrieval(self) -> retriever.Retriever:
         with self._lock:
             if self._retrieval is None:
-                source = ease.path("random", self.models_dir)
+                source = retriever.path("random", self.models_dir)
                 if not source.is_file():
                     raise RecommendError("the retrieval stage is not fitted yet; run `make all`")
-                self._retrieval = ease.load(source)
+                self._retrieval = self._remembered(
+                    "retrieval", partial(read_checked, source, retriever.load, RETRIEVAL)
+                )
         return self._retrieval
+
+    def check_model(self, name: str) -> None:
+        """Unusable if model file `name` (its .keras and training log, against their manifests) or, for a
+        two-stage model, the retrieval stage cannot be used; nothing is loaded."""
+        self._remembered(name, partial(model_files.check_model, name, "random", self.models_dir))
+        if config.MODELS[name].candidates:
+            self._remembered(
+                "retrieval", partial(manifests.check, retriever.path("random", self.models_dir), RETRIEVAL)
+            )
+
+    def problems(self, name: str) -> tuple[str | None, str | None]:
+        """Why model file `name` cannot score (check_model), and why its precomputed table cannot be used (a
+        damaged one; a missing or stale table is simply not used): each None when it can."""
+        model = table = None
+        try:
+            self.check_model(name)
+        except Unusable as error:
+            model = str(error)
+        try:
+            self.precomputed(name)
+        except Unusable as error:
+            table = str(error)
+        return model, table
 
     def scorer(self, name: str):
         """The scorer of model file `name` (a ModelScorer or a scorers.TwoStage), loaded on first use."""
@@ -169,7 +239,8 @@ class Recommender:
         fitted = self.retrieval() if config.MODELS[name].candidates else None
         with self._lock:
             if name not in self.scorers:
-                self.scorers[name] = load_scorer(name, "random", self.models_dir, fitted, self.movies)
+                load = partial(load_scorer, name, "random", self.models_dir, fitted, self.movies)
+                self.scorers[name] = self._remembered(name, load)
             return self.scorers[name]
 
     def precomputed(self, name: str) -> Precomputed | None:
@@ -184,12 +255,15 @@ class Recommender:
 
     def _load_precomputed(self, name: str) -> Precomputed | None:
         path = precomputed_path(name, self.models_dir)
-        made_from = [config.model_path(name, "random", self.models_dir), ease.path("random", self.models_dir)]
+        made_from = [config.model_path(name, "random", self.models_dir), retriever.path("random", self.models_dir)]
         if not path.is_file() or any(
             not source.is_file() or source.stat().st_mtime > path.stat().st_mtime for source in made_from
         ):
             return None
-        table = pd.read_parquet(path)
+        return self._remembered(str(path), partial(read_checked, path, self._table, PRECOMPUTE))
+
+    def _table(self, path: Path) -> Precomputed:
+        table = pd.read_parquet(path, columns=["user_id", "rank", "movie_id", "score"])
         n = int(table["rank"].max())
         movies = np.full((len(self.users), n), -1, dtype=np.int64)
         scores = np.zeros((len(self.users), n), dtype=np.float64)
@@ -340,27 +414,29 @@ class Recommender:
 
     # --- Top-N -----------------------------------------------------------------------------------------
 
-    def _candidate_lists(self, scorer, ratings: pd.DataFrame) -> candidates.CandidateLists:
-        """The lists of every user with rows in `ratings`; every user's (recommend_all) are made once per list
-        shape, so that precompute's two rankers share them."""
-        if ratings is not self.ratings:
+    def _candidate_lists(self, scorer, ratings: pd.DataFrame, shared: dict | None = None) -> candidates.CandidateLists:
+        """The lists of every user with rows in `ratings`; with `shared` (by list shape, one per chunk of
+        every_users_top), rankers of one shape share them."""
+        if shared is None:
             return candidates.user_lists(scorer.retrieval, ratings, self.users, scorer.cfg)
         shape = (scorer.cfg.candidates, scorer.cfg.history, scorer.cfg.recent_liked)
-        if shape not in self._every_user_lists:
-            self._every_user_lists[shape] = candidates.user_lists(scorer.retrieval, ratings, self.users, scorer.cfg)
-        return self._every_user_lists[shape]
+        if shape not in shared:
+            shared[shape] = candidates.user_lists(scorer.retrieval, ratings, self.users, scorer.cfg)
+        return shared[shape]
 
-    def _ranked(self, name: str, ratings: pd.DataFrame, when: dict | None, n: int, progress=False) -> pd.DataFrame:
+    def _ranked(
+        self, name: str, ratings: pd.DataFrame, when: dict | None, n: int, shared: dict | None = None
+    ) -> pd.DataFrame:
         """user_id, rank, movie_id, score (codes): the Top-n of each user with rows in `ratings`, their rated
         movies excluded, in context `when` (codes) or, None, in that of their latest rating."""
         scorer = self.scorer(name)
         if config.MODELS[name].candidates:
-            lists = self._candidate_lists(scorer, ratings)
+            lists = self._candidate_lists(scorer, ratings, shared)
             if when is not None:
                 lists = candidates.with_context(lists, [when[field] for field in config.CONTEXT_FIELDS])
-            return ranked_frame(lists.owner, *scorer.top_n(lists, n, progress=progress))
+            return ranked_frame(lists.owner, *scorer.top_n(lists, n))
         users = self.users.join(latest_context(ratings), on="user_id", how="inner").assign(**(when or {}))
-        return top_n(scorer, users, self.movies, exclude=ratings[["user_id", "movie_id"]], n=n, progress=progress)
+        return top_n(scorer, users, self.movies, exclude=ratings[["user_id", "movie_id"]], n=n)
 
     def top_for_user(self, name: str, user_id: int, year=None, month=None, n: int = config.TOP_N) -> pd.DataFrame:
         """`recommend` with model file `name`. A two-stage model's answer in the user's default context comes
@@ -420,6 +496,31 @@ class Recommender:
         name = model_name(architecture, "two_stage")
         return self.top_for_liked(name, liked_ids, gender, age, occupation, year, month, n)
 
+    def every_users_top(
+        self, names, n: int = config.TOP_N, progress: bool = False, chunk_users: int | None = None
+    ) -> Iterator[dict[str, pd.DataFrame]]:
+        """Every user's n best unrated movies by each model file of `names`, each in the context of that
+        user's latest rating, `chunk_users` (default config.SCORING_CHUNK_USERS) users at a time: only one
+        chunk's lists and Top-n are held, and a user's do not depend on the others. Per chunk {name: user_id,
+        rank, movie_id, title, genres, score (MovieLens IDs)}; rankers of one list shape share each chunk's lists."""
+        check_n(n)
+        check_trained(self.models_dir, names)  # all of them before the first long run
+        chunk_users = chunk_users or config.SCORING_CHUNK_USERS
+        bar = tqdm(total=len(self.users), unit="user", desc="recommending", disable=not progress)
+        for start in range(0, len(self.users), chunk_users):
+            stop = min(start + chunk_users, len(self.users))
+            # self.ratings is sorted by user: a chunk of users is one slice of it.
+            ratings = self.ratings.iloc[self._bounds[start] : self._bounds[stop]]
+            shared = {}
+            yield {name: self._with_ids(self._ranked(name, ratings, None, n, shared)) for name in names}
+            bar.update(stop - start)
+        bar.close()
+
+    def _with_ids(self, top: pd.DataFrame) -> pd.DataFrame:
+        """user_id, rank, movie_id, title, genres, score (MovieLens IDs) of a Top-n frame of codes."""
+        top["user_id"] = self.encoders.decode("user_id", top["user_id"]).astype("int64")
+        return self.with_titles(top)[["user_id", "rank", "movie_id", "title", "genres", "score"]]
+
     def recommend_all(
         self,
         architecture: str = config.DEFAULT_ARCHITECTURE,
@@ -429,7 +530,5 @@ class Recommender:
     ) -> pd.DataFrame:
         """Every user's n best unrated movies, each in the context of that user's latest rating:
         user_id, rank, movie_id, title, genres, score (MovieLens IDs)."""
-        check_n(n)
-        top = self._ranked(model_name(architecture, mode), self.ratings, None, n, progress)
-        top["user_id"] = self.encoders.decode("user_id", top["user_id"]).astype("int64")
-        return self.with_titles(top)[["user_id", "rank", "movie_id", "title", "genres", "score"]]
+        name = model_name(architecture, mode)
+        return pd.concat([chunk[name] for chunk in self.every_users_top([name], n, progress)], ignore_index=True)

@@ -6,28 +6,34 @@ on stderr and exit code 2, and everything is checked before TensorFlow is import
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import typer
 
 from pipeline import config
-from pipeline.files import record_timing, write_parquet
+from pipeline.files import atomic_path, record_timing
 from pipeline.serving.answers import architectures, known_user_output, new_person_output
 from pipeline.serving.recommender import (
+    PRECOMPUTE,
     Recommender,
     RecommendError,
     check_n,
-    check_trained,
     model_name,
     parse_user,
     precomputed_path,
 )
 
 HISTORY_ROWS = 15
+RECOMMENDATION_COLUMNS = ("user_id", "rank", "movie_id", "title", "genres", "score")  # recommend-all's files
+PRECOMPUTED_COLUMNS = ("user_id", "rank", "movie_id", "score")  # the precomputed tables
 
 
 def fail(error: RecommendError):
@@ -171,7 +177,29 @@ def recommend_command(
         typer.echo(output_json(output))
         return
     print_output(output, history, n)
-    record_timing(config.ARTIFACTS_DIR, "recommend", time.perf_counter() - started)
+    record_timing(models_dir.parent, "recommend", time.perf_counter() - started)
+
+
+def write_tables(
+    paths: dict[str, Path], chunks: Iterable[dict[str, pd.DataFrame]], columns: list[str], **manifest
+) -> dict[str, tuple[int, int]]:
+    """Each model's frames of `chunks` (one {name: frame} per chunk of users) into its parquet file at `paths`
+    as they come, one row group per chunk, so that no more than a chunk is ever held; each file is renamed into
+    place (with its manifest, as pipeline.files.atomic_path takes it) once every chunk is in. Returns {name:
+    (rows, users) written}."""
+    written = {name: (0, 0) for name in paths}
+    with contextlib.ExitStack() as files:
+        temporary = {name: files.enter_context(atomic_path(path, **manifest)) for name, path in paths.items()}
+        writers = {}
+        for chunk in chunks:
+            for name, frame in chunk.items():
+                table = pa.Table.from_pandas(frame[columns], preserve_index=False)
+                if name not in writers:  # closed before the files are renamed: the stack unwinds last in, first out
+                    writers[name] = files.enter_context(pq.ParquetWriter(temporary[name], table.schema))
+                writers[name].write_table(table.cast(writers[name].schema))
+                rows, users = written[name]
+                written[name] = (rows + len(frame), users + frame["user_id"].nunique())
+    return written
 
 
 def recommend_all_command(
@@ -182,39 +210,44 @@ def recommend_all_command(
     n: int = typer.Option(config.TOP_N, "--n", min=1),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
-    out_dir: Path = typer.Option(config.ARTIFACTS_DIR, help="Writes recommendations_<model>.parquet here."),
+    out_dir: Path = typer.Option(
+        None, help="Writes recommendations_<model>.parquet here; default: the folder that holds --models-dir."
+    ),
 ) -> None:
     """Write every user's Top-N unseen movies to artifacts/recommendations_<model>.parquet."""
+    out_dir = out_dir or models_dir.parent
     try:
-        names = {choice: model_name(choice, mode.value) for choice in architectures(architecture.value)}
+        names = [model_name(choice, mode.value) for choice in architectures(architecture.value)]
         rec = Recommender.load(processed_dir, models_dir)
-        check_trained(models_dir, names.values())  # all of them before the first long run
-        for choice, name in names.items():
-            top = rec.recommend_all(choice, n, progress=True, mode=mode.value)
-            out = out_dir / f"recommendations_{name}.parquet"
-            write_parquet(out, top)
-            typer.echo(f"wrote {len(top):,} rows ({top['user_id'].nunique():,} users × {n}) to {out}")
+        paths = {name: out_dir / f"recommendations_{name}.parquet" for name in names}
+        chunks = rec.every_users_top(names, n, progress=True)
+        for name, (rows, users) in write_tables(paths, chunks, list(RECOMMENDATION_COLUMNS)).items():
+            typer.echo(f"wrote {rows:,} rows ({users:,} users × {n}) to {paths[name]}")
     except RecommendError as error:
         fail(error)
 
 
 def precompute_command(
     n: int = typer.Option(config.PRECOMPUTED_N, "--n", min=1, help="Movies kept per user."),
+    model: list[config.Model] = typer.Option(
+        None, "--model", help="Only this two-stage model (repeatable); default: both."
+    ),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
-    """Every user's default Top-N of both two-stage models → artifacts/precomputed/<model>.parquet, which
-    recommend, the web page and the service answer default requests from."""
+    """Every user's default Top-N of the two-stage models → <models-dir>/../precomputed/<model>.parquet
+    (artifacts/precomputed/), which recommend, the web page and the service answer default requests from."""
     started = time.perf_counter()
+    names = list(dict.fromkeys(name.value for name in model)) if model else list(config.TWO_STAGE_MODELS)
     try:
+        not_two_stage = [name for name in names if not config.MODELS[name].candidates]
+        if not_two_stage:
+            raise RecommendError(f"precompute makes two-stage models' tables; not one: {', '.join(not_two_stage)}")
         rec = Recommender.load(processed_dir, models_dir)
-        check_trained(models_dir, config.TWO_STAGE_MODELS)
-        for architecture in config.ARCHITECTURES:
-            name = model_name(architecture, "two_stage")
-            top = rec.recommend_all(architecture, n, progress=True, mode="two_stage")
-            out = precomputed_path(name, models_dir)
-            write_parquet(out, top[["user_id", "rank", "movie_id", "score"]])
-            typer.echo(f"precomputed {name}: {top['user_id'].nunique():,} users × {n} → {out}")
+        paths = {name: precomputed_path(name, models_dir) for name in names}
+        chunks = rec.every_users_top(names, n, progress=True)
+        for name, (_, users) in write_tables(paths, chunks, list(PRECOMPUTED_COLUMNS), producer=PRECOMPUTE).items():
+            typer.echo(f"precomputed {name}: {users:,} users × {n} → {paths[name]}")
     except RecommendError as error:
         fail(error)
     record_timing(models_dir.parent, "precompute", time.perf_counter() - started)

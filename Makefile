@@ -16,6 +16,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.installed
+# First, outputs unlike their manifests (pipeline/manifests.py) are moved aside: make rebuilds them and what needs them.
+SWEPT  := $(shell $(PYTHON) -m pipeline.manifests sweep data artifacts)
 
 RAW       := data/ml-1m
 PROCESSED := data/processed
@@ -77,20 +79,30 @@ PORT ?= 8000
 
 # The code each file is made by (a model is retrained when the code that trains it changes, not other code).
 DATA_CODE := pipeline/data/preprocess.py pipeline/data/history.py
+RETRIEVAL_CODE := $(wildcard pipeline/retrieval/*.py)
 FIELD_TRAIN_CODE := pipeline/training/train.py pipeline/training/sampling.py pipeline/training/callbacks.py \
 	pipeline/ranking/architecture.py $(DATA_CODE)
-LIST_CODE := pipeline/ranking/candidates.py pipeline/ranking/ranker_inputs.py pipeline/retrieval/ease.py
+LIST_CODE := pipeline/ranking/candidates.py pipeline/ranking/list_shards.py pipeline/ranking/ranker_inputs.py \
+	$(RETRIEVAL_CODE)
 TWO_STAGE_TRAIN_CODE := pipeline/training/train.py pipeline/training/ranker.py pipeline/training/callbacks.py \
-	pipeline/ranking/architecture.py $(LIST_CODE) $(DATA_CODE)
+	pipeline/training/list_streaming.py pipeline/training/distributed.py pipeline/ranking/architecture.py \
+	$(LIST_CODE) $(DATA_CODE)
 SCORING_CODE := pipeline/ranking/scorers.py pipeline/ranking/model_files.py $(LIST_CODE)
 EVALUATE_CODE := pipeline/evaluation/evaluate.py pipeline/evaluation/metrics.py pipeline/evaluation/baselines.py \
 	pipeline/evaluation/tables.py $(SCORING_CODE) $(DATA_CODE)
 
 .PHONY: all study install download preprocess retrieval candidates train evaluate report precompute recommend recommend-all check-repro \
-	repro tune test lint bench app serve bench-serve clean clean-tuning synth bench-train
+	repro tune test lint bench app serve bench-serve clean clean-tuning synth bench-train bench-scale synthetic
 .DEFAULT_GOAL := all
 
+# DATA=synthetic-1M|synthetic-5M|synthetic-25M runs the product path on SYNTHETIC data instead (rules at the end).
+# Only a DATA given on the make command line counts (an environment variable of that name does not).
+DATA := $(if $(filter command line,$(origin DATA)),$(DATA))
+ifeq ($(DATA),)
 all: $(REPORT) recommend
+else
+all: synthetic
+endif
 
 study: $(STUDY_METRICS)
 	$(PY) -m pipeline report
@@ -110,9 +122,9 @@ $(ENCODERS): $(RAW_FILES) $(PROCESSED)/preprocess.settings.json pipeline/data/pr
 	$(PY) -m pipeline preprocess
 
 retrieval: $(RETRIEVAL)
-$(RETRIEVAL): $(ENCODERS) $(MODELS)/retrieval.settings.json pipeline/retrieval/ease.py | $(DEPS)
+$(RETRIEVAL): $(ENCODERS) $(MODELS)/retrieval.settings.json $(RETRIEVAL_CODE) | $(DEPS)
 	$(PY) -m pipeline retrieval --split random
-$(TEMPORAL_RETRIEVAL): $(ENCODERS) $(MODELS)/temporal/retrieval.settings.json pipeline/retrieval/ease.py | $(DEPS)
+$(TEMPORAL_RETRIEVAL): $(ENCODERS) $(MODELS)/temporal/retrieval.settings.json $(RETRIEVAL_CODE) | $(DEPS)
 	$(PY) -m pipeline retrieval --split temporal
 
 # `make train` trains the product's models; MODEL=<name> (and SPLIT=temporal) one model.
@@ -122,14 +134,16 @@ split_of = $(if $(filter temporal/%,$(1)),temporal,random)
 $(FIELD_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $(ENCODERS) $(FIELD_TRAIN_CODE) | $(DEPS)
 	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $< $(if $(WORKERS),--workers $(WORKERS))
 # The two-stage rankers of a split share one set of out-of-fold candidate lists, built once (`make candidates`).
-lists_of = $(MODELS)/$(if $(filter temporal/%,$(1)),temporal/)candidate_lists.npz
+# The lists are a folder of parquet shards (one per fold) whose lists.json is written last: make's target.
+# WORKERS=N trains on N workers streamed from those shards; STREAMING=1 streamed on one process.
+lists_of = $(MODELS)/$(if $(filter temporal/%,$(1)),temporal/)candidate_lists
 .SECONDEXPANSION:
-$(TWO_STAGE_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $$(call lists_of,$$*) $(ENCODERS) \
+$(TWO_STAGE_MODEL_FILES): $(MODELS)/%.keras: $(MODELS)/%.settings.json $$(call lists_of,$$*)/lists.json $(ENCODERS) \
 		$(TWO_STAGE_TRAIN_CODE) | $(DEPS)
 	$(PY) -m pipeline train --model $(notdir $*) --split $(call split_of,$*) --settings $< \
-		--candidate-lists $(call lists_of,$*) $(if $(WORKERS),--workers $(WORKERS))
-candidates: $(MODELS)/candidate_lists.npz
-$(MODELS)/candidate_lists.npz $(MODELS)/temporal/candidate_lists.npz: $(MODELS)/%candidate_lists.npz: \
+		--candidate-lists $(call lists_of,$*) $(if $(WORKERS),--workers $(WORKERS)) $(if $(STREAMING),--streaming)
+candidates: $(MODELS)/candidate_lists/lists.json
+$(MODELS)/candidate_lists/lists.json $(MODELS)/temporal/candidate_lists/lists.json: $(MODELS)/%candidate_lists/lists.json: \
 		$(MODELS)/%candidate_lists.settings.json $(ENCODERS) $(LIST_CODE) pipeline/training/ranker.py | $(DEPS)
 	$(PY) -m pipeline candidates --split $(if $*,temporal,random)
 
@@ -210,6 +224,49 @@ synth: | $(DEPS)
 
 bench-train: $(ENCODERS) | $(DEPS)
 	$(PY) -m pipeline bench-train
+
+# --- The product path on SYNTHETIC data: make all DATA=synthetic-<size> (1M, 5M, 25M; pipeline/data/synth.py) ---
+# Its own folders: data/synthetic-<size>/ (raw files, processed/) and artifacts/synthetic-<size>/ (models/, metrics.json, report.md,
+# precomputed/). Only the default model (the reproduction and the study are ML-1M's), trained streamed from its
+# list shards on WORKERS=N workers (default 1), each epoch cut to SCALE["epoch_lists"] lists (pipeline/config.py).
+# make bench-scale runs these stages into the same folders, timing each and measuring its peak RSS:
+# artifacts/scale_bench.json and .png (1M, 5M, 25M; about 1.5 hours on 2 cores; SIZES=25M for one size).
+ifneq ($(DATA),)
+ifeq ($(filter synthetic-%,$(DATA)),)
+$(error DATA=$(DATA): expected synthetic-<size>, e.g. DATA=synthetic-25M (ML-1M is the default: no DATA))
+endif
+SYN_SIZE      := $(patsubst synthetic-%,%,$(DATA))
+SYN_NAME      := $(subst M,m,$(subst K,k,$(DATA)))
+SYN_PROCESSED := data/$(SYN_NAME)/processed
+SYN_OUT       := artifacts/$(SYN_NAME)
+SYN_MODELS    := $(SYN_OUT)/models
+SYN_DIRS      := --processed-dir $(SYN_PROCESSED) --models-dir $(SYN_MODELS)
+SYN_ENCODERS  := $(SYN_PROCESSED)/encoders.json
+SYN_LISTS     := $(SYN_MODELS)/candidate_lists
+SYN_MODEL     := $(SYN_MODELS)/$(DEFAULT_MODEL).keras
+SYN_EPOCH_LISTS := $(shell $(PYTHON) -c "from pipeline import config; print(config.SCALE['epoch_lists'])" 2>/dev/null)
+
+synthetic: $(SYN_OUT)/report.md $(SYN_OUT)/precomputed/$(DEFAULT_MODEL).parquet
+	$(PY) -m pipeline recommend --user 3 --architecture $(patsubst %_two_stage,%,$(DEFAULT_MODEL)) $(SYN_DIRS)
+$(SYN_ENCODERS): | $(DEPS)
+	$(PY) -m pipeline synth --ratings $(SYN_SIZE)
+$(SYN_MODELS)/retrieval.npz: $(SYN_ENCODERS) $(RETRIEVAL_CODE) | $(DEPS)
+	$(PY) -m pipeline retrieval $(SYN_DIRS)
+$(SYN_LISTS)/lists.json: $(SYN_ENCODERS) $(LIST_CODE) pipeline/training/ranker.py pipeline/config.py | $(DEPS)
+	$(PY) -m pipeline candidates $(SYN_DIRS)
+$(SYN_MODEL): $(SYN_LISTS)/lists.json $(TWO_STAGE_TRAIN_CODE) pipeline/config.py | $(DEPS)
+	$(PY) -m pipeline train --model $(DEFAULT_MODEL) --streaming --epochs 1 --epoch-lists $(SYN_EPOCH_LISTS) \
+		--candidate-lists $(SYN_LISTS) $(SYN_DIRS) $(if $(WORKERS),--workers $(WORKERS))
+$(SYN_OUT)/metrics.json: $(SYN_MODEL) $(SYN_MODELS)/retrieval.npz $(EVALUATE_CODE) | $(DEPS)
+	$(PY) -m pipeline evaluate --model $(DEFAULT_MODEL) $(SYN_DIRS) --out-dir $(SYN_OUT)
+$(SYN_OUT)/report.md: $(SYN_OUT)/metrics.json pipeline/evaluation/report.py | $(DEPS)
+	$(PY) -m pipeline report --out-dir $(SYN_OUT) $(SYN_DIRS)
+$(SYN_OUT)/precomputed/$(DEFAULT_MODEL).parquet: $(SYN_MODEL) $(SYN_MODELS)/retrieval.npz $(SCORING_CODE) | $(DEPS)
+	$(PY) -m pipeline precompute --model $(DEFAULT_MODEL) $(SYN_DIRS)
+endif
+SIZES ?=
+bench-scale: | $(DEPS)
+	$(PY) -m pipeline bench-scale $(if $(SIZES),--sizes $(SIZES))
 
 # The web page on http://127.0.0.1:8501, with whatever exists (the page says what is missing).
 # APP_HOST=0.0.0.0 makes it reachable from other machines.

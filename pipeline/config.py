@@ -63,6 +63,10 @@ EMBEDDING_DIM = 16
 TEST_SIZE = 0.2
 SPLIT_SEED = 42
 SPLITS = ("random", "temporal")  # the reference's random 80/20 split; a per-user latest-20 % holdout
+# Preprocessing reads ratings.dat `chunk_rows` rows at a time and writes each split table in row groups of
+# `row_group_rows`: pyarrow's default, so the files are the ones pandas wrote whole (and the streamed trainer
+# decodes one such group at a time).
+PREPROCESS = {"chunk_rows": 2_000_000, "row_group_rows": 1_048_576}
 
 # --- Models ----------------------------------------------------------------------------------------
 
@@ -145,6 +149,9 @@ class TrainConfig:
     # occupation too.
     anonymous_share: float = 0.0
     newcomer_share: float = 0.0
+    # Streamed two-stage training at scale: each epoch stops after this many lists (0: every list), so that
+    # a bench or a 2-core run of 25 M ratings can time an epoch's start without running all of it.
+    epoch_lists: int = option(0, "Cut each streamed epoch of a two-stage ranker to this many lists (0: all).", min=0)
 
     @property
     def coded_from_one(self) -> bool:
@@ -287,6 +294,18 @@ SERVED_MODES = ("two_stage", "reference")
 # liked with 300 gave the best Recall@10 and NDCG@10 on the random carve and the best NDCG@10 on the
 # temporal one.
 EASE_L2 = 300.0
+# Which retrieval model (pipeline/retrieval/retriever.py) and ALS's settings. kind "ease" or "als"; None picks
+# EASE for catalogues of up to ease_max_movies movies and ALS above: EASE's fit peaks at ~39 bytes per catalogue²,
+# 6 GiB at ~12,800 movies (docs/scale.md, "Retrieval at scale"). ALS's settings were chosen on the random carve of
+# ML-1M's training rows (docs/recommender.md, "Retrieval").
+RETRIEVAL = {
+    "kind": None,
+    "ease_max_movies": 12_000,
+    "als": {"factors": 128, "regularization": 100.0, "alpha": 10.0, "iterations": 15, "seed": 0},
+    "threads": 2,  # implicit's threads (fit and fold-in); BLAS is held to one thread under them
+    # People × movies scores computed at once by top_k and scores_at (64 MB of float32), whatever the users.
+    "scoring_cells": 2**24,
+}
 # A candidate's rank r (1-based) in the retrieval list is given to the ranker as the number of these
 # edges that are <= r: ranks 1, 2, 3, 4-5, 6-10, 11-20, 21-50, 51-100, 101-200, 201+.
 RANK_EDGES = (2, 3, 4, 6, 11, 21, 51, 101, 201)
@@ -298,6 +317,11 @@ SCORE_BUCKETS = 17
 # Rows per call of a Keras model when scoring. Measured in full evaluate runs on 2 cores: 262,144 rows
 # per call ~150k rows/s; 8,192 only ~90k (TensorFlow spreads small calls poorly over both cores).
 SCORING_BATCH_ROWS = 262_144
+# evaluate, precompute and recommend-all go through the users this many at a time: one chunk's candidate
+# lists, rated test rows and Top-N, and at most one users × catalogue block of baseline scores, are held at
+# once (4,096 × 18,530 movies of the 25 M SYNTHETIC set × 4 bytes = 0.30 GB in float32). Results do not
+# depend on it (tests/test_evaluate_chunks.py).
+SCORING_CHUNK_USERS = 4096
 
 # --- The reference project's published table (reference protocol, see metrics.py) ------------------
 REFERENCE_TABLE = {
@@ -404,6 +428,12 @@ SERVE_TARGETS = {"clients": 16, "p99_ms": 150, "requests_per_s": 200, "startup_s
 # A sampled negative that hits a rated movie is redrawn up to `negative_attempts` times (as sampling.py, which then
 # drops the row; here the last draw is kept so that every worker knows its row count in advance).
 STREAMING = {"piece_rows": 65_536, "shuffle_buffer_rows": 262_144, "prefetch_batches": 8, "negative_attempts": 50}
+# The two-stage rankers' candidate lists (pipeline/training/ranker.py, pipeline/ranking/list_shards.py) are made and
+# written LIST_CHUNK_USERS users at a time: one parquet row group each, and one users x catalogue block of
+# retrieval scores in memory (4,096 x 18,530 movies x 4 bytes = 0.3 GB at 25 M synthetic ratings). Streamed
+# training (pipeline/training/list_streaming.py) shuffles whole lists through a buffer of `shuffle_buffer_lists`.
+LIST_CHUNK_USERS = 4096
+LIST_STREAMING = {"shuffle_buffer_lists": 16_384, "prefetch_batches": 8}
 # Multi-worker training (pipeline/training/distributed.py): local workers listen on `host`; when one dies the others are
 # sent SIGTERM and, after `grace_seconds`, SIGKILL.
 WORKERS = {"host": "127.0.0.1", "grace_seconds": 5.0, "poll_seconds": 0.2}
@@ -439,6 +469,18 @@ TRAIN_BENCH = {
     "model": "autoint_mlp",
     "pipeline_model": "autoint_mlp_sampled",
     "ml1m_model": "autoint_mlp",
+}
+# `make bench-scale` and `make all DATA=synthetic-<size>` (pipeline/bench/scale_bench.py, the Makefile's synthetic
+# rules): the product path on SYNTHETIC data. A ranker epoch there is cut to `epoch_lists` lists (all of them at 1 M,
+# ~40 % at 5 M, ~8 % at 25 M: a full 25 M epoch is ~75 M candidate rows, about an hour on 2 cores); the bench
+# projects the full epoch from the measured rows/s. Every stage's peak RSS is held to `peak_rss_target_gib`.
+# Two workers share this machine's two cores, so their epoch says what the collectives cost, not a speed-up: it is
+# measured at the sizes of `two_worker_sizes` (at 25 M it would add ~10 minutes to the bench for the same ratio).
+SCALE = {
+    "sizes": ("1M", "5M", "25M"),
+    "epoch_lists": 60_000,
+    "two_worker_sizes": ("1M", "5M"),
+    "peak_rss_target_gib": 6.0,
 }
 SCALE_TARGETS = {
     "peak_rss_gib_at_25m": 4.0,  # training at 25 M synthetic ratings

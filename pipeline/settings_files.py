@@ -185,10 +185,11 @@ def stage_settings(processed_dir: Path, models_dir: Path, artifacts_dir: Path) -
         }
     }
     for split in config.SPLITS:
-        stages[retrieval_settings_path(split, models_dir)] = {"ease_l2": config.EASE_L2}
+        stages[retrieval_settings_path(split, models_dir)] = {"ease_l2": config.EASE_L2, "retrieval": config.RETRIEVAL}
         lists_of = config.model_settings(config.model_name(config.DEFAULT_ARCHITECTURE), split)
         stages[config.model_path("candidate_lists", split, models_dir).with_suffix(".settings.json")] = {
             "ease_l2": config.EASE_L2,
+            "retrieval": config.RETRIEVAL,
             **{name: getattr(lists_of, name) for name in config.LIST_SETTINGS},
         }
     stages[artifacts_dir / "evaluate.settings.json"] = {
@@ -234,6 +235,7 @@ def makefile_variables(models_dir: Path) -> str:
         ),
         "MODEL_SETTINGS_FILES": files(every, ".settings.json"),
         "MODEL_NAMES": " ".join(config.MODELS),
+        "DEFAULT_MODEL": config.model_name(config.DEFAULT_ARCHITECTURE),
         "TRAIN_OPTIONS": " ".join(f"{name}={make_variable(field)}" for name, field in OPTIONS.items()),
     }
     return "".join(f"{key} := {value}\n" for key, value in variables.items())

@@ -1,5 +1,6 @@
 """`train --workers 2` on loopback: MultiWorkerMirroredStrategy across two real worker processes."""
 
+import dataclasses
 import json
 import os
 import queue
@@ -13,14 +14,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from pipeline import config
 from pipeline.cli import app
 from pipeline.data import preprocess
-from pipeline.ranking import model_files
-from pipeline.ranking.scorers import ModelScorer, score_rows
-from pipeline.training import distributed
+from pipeline.ranking import candidates, list_shards, model_files, ranker_inputs, scorers
+from pipeline.retrieval import retriever
+from pipeline.training import distributed, ranker
 from tests.fake_movielens import write_fake_movielens
 
 MODEL = "autoint_mlp_sampled"
+TWO_STAGE = "autoint_mlp_two_stage"
+# Lists of 30 candidates (the 100-movie catalogue's users have ~80 unseen movies), 20 lists a global batch.
+TWO_STAGE_OPTIONS = ("--candidates", "30", "--batch-size", "600", "--validation-split", "0.1", "--candidate-lists")
 TIMEOUT_S = 240
 
 
@@ -33,7 +38,7 @@ def processed_dir(tmp_path_factory):
     return folder
 
 
-def start(processed_dir, models_dir, *options) -> subprocess.Popen:
+def start(processed_dir, models_dir, *options, model: str = MODEL) -> subprocess.Popen:
     # One attention layer and no validation pass: less for each worker to trace (the full model and
     # validation are covered in test_streaming); the code path is the same.
     command = [
@@ -42,7 +47,7 @@ def start(processed_dir, models_dir, *options) -> subprocess.Popen:
         "pipeline",
         "train",
         "--model",
-        MODEL,
+        model,
         "--workers",
         "2",
         "--batch-size",
@@ -81,7 +86,7 @@ def test_cluster_is_read_from_tf_config(monkeypatch):
     assert distributed.current_cluster().chief
 
 
-def test_models_that_cannot_stream_are_refused_in_one_line(processed_dir, tmp_path):
+def test_a_streamed_two_stage_ranker_without_its_lists_is_refused_in_one_line(processed_dir, tmp_path):
     result = CliRunner().invoke(
         app,
         [
@@ -96,26 +101,49 @@ def test_models_that_cannot_stream_are_refused_in_one_line(processed_dir, tmp_pa
             str(tmp_path),
         ],
     )
-    assert result.exit_code == 2 and result.output.count("\n") == 1 and "two-stage" in result.output
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "make candidates" in result.output
     assert not list(tmp_path.iterdir())
 
 
-def test_two_workers_train_and_the_chief_writes_a_model_that_loads_and_scores(processed_dir, tmp_path):
-    run = start(processed_dir, tmp_path, "--epochs", "1")
+@pytest.fixture(scope="module")
+def list_folder(processed_dir, tmp_path_factory):
+    """The processed data's out-of-fold candidate lists of TWO_STAGE (with TWO_STAGE_OPTIONS), in shards."""
+    data = preprocess.load_processed(processed_dir)
+    cfg = dataclasses.replace(config.model_settings(TWO_STAGE), candidates=30)
+    folds = ranker.fold_lists(data.train, data.users, len(data.movies), cfg, chunk_users=16)
+    return list_shards.write(
+        tmp_path_factory.mktemp("lists") / "candidate_lists", folds, ranker.list_settings(cfg, len(data.movies))
+    )
+
+
+def test_two_workers_train_the_two_stage_ranker_from_its_shards_and_the_chief_model_ranks(
+    processed_dir, list_folder, tmp_path
+):
+    run = start(processed_dir, tmp_path, "--epochs", "1", *TWO_STAGE_OPTIONS, str(list_folder), model=TWO_STAGE)
     out, err = run.communicate(timeout=TIMEOUT_S)
     assert run.returncode == 0, err[-3000:]
     assert "worker 0 (chief): pid" in out and "worker 1: pid" in out and "all 2 workers finished" in out
-    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{MODEL}.keras", f"{MODEL}.training_log.json"]
-    history = json.loads((tmp_path / f"{MODEL}.training_log.json").read_text())
-    assert history["input"]["workers"] == 2 and history["config"]["batch_size"] == 256
-    assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["loss"])
+    written = [f"{TWO_STAGE}.keras", f"{TWO_STAGE}.training_log.json"]
+    written += [f"{name}.manifest.json" for name in written]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(written)
+    log = json.loads((tmp_path / f"{TWO_STAGE}.training_log.json").read_text())
+    assert log["input"]["workers"] == 2 and len(log["epochs"]) == 1
+    assert np.isfinite(log["epochs"][0]["loss"]) and np.isfinite(log["epochs"][0]["val_loss"])
     data = preprocess.load_processed(processed_dir)
-    scores = score_rows(ModelScorer(model_files.load_keras(tmp_path / f"{MODEL}.keras")), data.test)
-    assert scores.shape == (len(data.test),) and ((scores > 0) & (scores < 1)).all()
+    cfg = config.train_config(log["config"])
+    ranker_model = scorers.TwoStage(
+        retrieval=retriever.fit(data.train, len(data.users), len(data.movies)),
+        scorer=scorers.ListScorer(model_files.load_keras(tmp_path / f"{TWO_STAGE}.keras"), cfg),
+        movies=ranker_inputs.movie_table(data.movies),
+    )
+    lists = candidates.user_lists(ranker_model.retrieval, data.train, data.users, cfg)
+    movies, scores = ranker_model.top_n(lists, 10)
+    assert movies.shape == (len(lists), 10) and (np.diff(scores, axis=1) <= 0).all()
+    assert (np.sort(movies, axis=1)[:, 1:] != np.sort(movies, axis=1)[:, :-1]).all()  # ten different movies
 
 
-def test_a_worker_that_dies_fails_the_run_cleanly_and_no_model_is_written(processed_dir, tmp_path):
-    run = start(processed_dir, tmp_path, "--epochs", "200")
+def test_a_worker_that_dies_fails_the_run_cleanly_and_no_model_is_written(processed_dir, list_folder, tmp_path):
+    run = start(processed_dir, tmp_path, "--epochs", "200", *TWO_STAGE_OPTIONS, str(list_folder), model=TWO_STAGE)
     lines, pids = lines_of(run.stdout), {}
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:

@@ -41,8 +41,8 @@ if command == "precompute":
     made = [f"artifacts/precomputed/{name}.parquet" for name in ("autoint_two_stage", "autoint_mlp_two_stage")]
 if command in ("retrieval", "candidates"):
     split = option("--split", "random")
-    stem = "retrieval" if command == "retrieval" else "candidate_lists"
-    made = [f"artifacts/models/{'' if split == 'random' else split + '/'}{stem}.npz"]
+    made_file = "retrieval.npz" if command == "retrieval" else "candidate_lists/lists.json"
+    made = [f"artifacts/models/{'' if split == 'random' else split + '/'}{made_file}"]
 for path in made:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).touch()
@@ -229,3 +229,23 @@ def test_make_recommend_takes_an_architecture_and_model_as_its_old_name(tree):
         done, stages = make(tree, "recommend", variable, "USER=7")
         assert done.returncode == 0, done.stderr
         assert stages == ["recommend --user 7 --architecture both"]
+
+
+def test_make_all_on_synthetic_data_runs_the_stages_the_scale_bench_times(tree):
+    from pipeline import config
+    from pipeline.bench import scale_bench
+
+    done, stages = make(tree, "all", "DATA=synthetic-1M")
+    assert done.returncode == 0, done.stderr
+    assert stages[0] == "synth --ratings 1M" and stages[-1].startswith("recommend --user 3 --architecture autoint_mlp")
+    root = f"{config.ROOT}/"
+    benched = {
+        stage: " ".join(argument.replace(root, "") for argument in arguments[2:])
+        for stage, arguments in scale_bench.stage_commands("1M").items()
+    }
+    for stage in ("retrieval", "candidates", "ranker epoch", "evaluate", "precompute"):
+        assert benched[stage] in stages, (stage, benched[stage], stages)
+    # Its own folders, never ML-1M's; and a DATA that names no synthetic set is one line.
+    assert all("data/synthetic-1m/" in stage for stage in stages[1:])
+    done, _ = make(tree, "all", "DATA=movielens-25m")
+    assert done.returncode == 2 and "expected synthetic-<size>" in done.stderr

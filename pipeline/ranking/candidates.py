@@ -2,7 +2,7 @@
 
 The ranking stage of the default recommender: DeepCTR AutoInt ordering the retrieval stage's candidates.
 
-For each user the retrieval stage (EASE over the user's whole liked history) proposes the K movies they
+For each user the retrieval stage (EASE or ALS over the user's whole liked history) proposes the K movies they
 are most likely to like; the ranker orders those K using what retrieval cannot see: who the user is,
 when they rate, the movie's fields, and (through the history field and the retrieval signal) what they liked.
 
@@ -26,7 +26,7 @@ from pipeline.config import TrainConfig
 from pipeline.data import history
 from pipeline.data.history import latest_context
 from pipeline.files import atomic_path
-from pipeline.retrieval import ease
+from pipeline.retrieval import retriever
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class CandidateLists:
     context   (L, 3) rating-time fields in config.CONTEXT_FIELDS order, codes shifted by one
     history   (L, H) latest liked movies, oldest first, codes shifted by one (0 = padding)
     movies    (L, K) candidate movie codes (not shifted), retrieval order
-    scores    (L, K) their retrieval scores (raw EASE, from the liked movies)
-    disliked  (L, K) their EASE scores from the user's rated-but-not-liked movies
+    scores    (L, K) their retrieval scores (the liked model's, from the liked movies)
+    disliked  (L, K) the liked model's scores from the user's rated-but-not-liked movies
     rated_from_liked, rated_from_disliked
               (L, K) the every-rating model's scores from the liked and from the other rated movies
               (kept apart so that a list can be made to look like a new person's, who names liked ones)
@@ -108,7 +108,7 @@ class CandidateLists:
 
 
 def user_lists(
-    fitted: ease.Retrieval,
+    fitted: retriever.Retriever,
     inputs: pd.DataFrame,
     users: pd.DataFrame,
     cfg: TrainConfig,
@@ -122,14 +122,10 @@ def user_lists(
     """
     n_users, n_movies = len(users), fitted.n_movies
     owners = np.flatnonzero(np.bincount(inputs["user_id"], minlength=n_users) > 0)
-    liked = ease.liked_matrix(inputs, n_users, n_movies)[owners]
-    seen = ease.interaction_matrix(inputs, n_users, n_movies)[owners]
+    liked = retriever.liked_matrix(inputs, n_users, n_movies)[owners]
+    seen = retriever.interaction_matrix(inputs, n_users, n_movies)[owners]
     movies, scores = fitted.top_k(liked, seen, cfg.candidates)
-    disliked = ease.interaction_matrix(inputs[inputs["label"] == 0], n_users, n_movies)[owners]
-
-    def at_candidates(all_scores):
-        return np.take_along_axis(all_scores, movies, axis=1)
-
+    disliked = retriever.interaction_matrix(inputs[inputs["label"] == 0], n_users, n_movies)[owners]
     labels = None
     if labels_from is not None:
         positives = labels_from[labels_from["label"] == 1]
@@ -143,16 +139,16 @@ def user_lists(
         history=history.user_histories(inputs, n_users, cfg.history)[owners],
         movies=movies,
         scores=scores,
-        disliked=at_candidates(fitted.scores(disliked)),
-        rated_from_liked=at_candidates(fitted.rated_scores(liked)),
-        rated_from_disliked=at_candidates(fitted.rated_scores(disliked)),
+        disliked=fitted.scores_at(disliked, movies),
+        rated_from_liked=fitted.rated_scores_at(liked, movies),
+        rated_from_disliked=fitted.rated_scores_at(disliked, movies),
         recent=recent_scores(fitted, history.user_histories(inputs, n_users, cfg.recent_liked)[owners], movies),
         labels=labels,
     )
 
 
 def person_lists(
-    fitted: ease.Retrieval,
+    fitted: retriever.Retriever,
     liked_movies: list[np.ndarray],
     profiles: np.ndarray,
     contexts: np.ndarray,
@@ -166,7 +162,7 @@ def person_lists(
     liked = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=(len(liked_movies), n_movies))
     liked.data[:] = 1.0
     movies, scores = fitted.top_k(liked, liked, cfg.candidates)
-    rated = np.take_along_axis(fitted.rated_scores(liked), movies, axis=1)
+    rated = fitted.rated_scores_at(liked, movies)
     return CandidateLists(
         owner=np.full(len(liked_movies), -1),
         profile=np.asarray(profiles, np.int64),
@@ -191,7 +187,7 @@ def latest_of(liked_movies: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def recent_scores(fitted: ease.Retrieval, latest: np.ndarray, movies: np.ndarray) -> np.ndarray | None:
+def recent_scores(fitted: retriever.Retriever, latest: np.ndarray, movies: np.ndarray) -> np.ndarray | None:
     """The liked model's scores of `movies` from each list's latest liked movies (shifted codes, 0 pads), or
     None when there are none to read (recent_liked = 0)."""
     if latest.shape[1] == 0:
@@ -200,7 +196,21 @@ def recent_scores(fitted: ease.Retrieval, latest: np.ndarray, movies: np.ndarray
     matrix = sparse.csr_matrix(
         (np.ones(len(rows), np.float32), (rows, latest[rows, columns] - 1)), shape=(len(latest), fitted.n_movies)
     )
-    return np.take_along_axis(fitted.scores(matrix), movies, axis=1)
+    return fitted.scores_at(matrix, movies)
+
+
+def user_chunks(rows: pd.DataFrame, chunk_users: int | None, *also: pd.DataFrame):
+    """`rows` cut into chunks of at most `chunk_users` of its users, as even as can be (all in one chunk when
+    None), in user order, each with the rows of `also` (e.g. a held-out fold's) of the same users: (rows, *also)
+    per chunk. A user's rows keep their order, so lists made chunk by chunk equal lists made at once."""
+    present = np.unique(rows["user_id"].to_numpy())
+    # Chunks of even size (6,040 users in chunks of 4,096 → two of 3,020), so that row groups, which the
+    # streamed trainer deals to its workers, are alike.
+    chunks = max(1, -(-len(present) // chunk_users)) if chunk_users else 1
+    step = max(1, -(-len(present) // chunks))
+    for start in range(0, len(present), step):
+        lo, hi = present[start], present[min(start + step, len(present)) - 1]
+        yield tuple(frame[frame["user_id"].between(lo, hi)] for frame in (rows, *also))
 
 
 def with_context(lists: CandidateLists, codes) -> CandidateLists:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,11 +25,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
 from pipeline.processes import describe_exit, free_ports, wait_measured
 from pipeline.ranking import model_files
-from pipeline.training import stream_plan, streaming, training_log
+from pipeline.training import list_streaming, stream_plan, streaming, training_log
 
 THREADS_ENV = "PIPELINE_WORKER_THREADS"  # intra-op threads of a locally launched worker
 
@@ -177,19 +180,35 @@ def _remove_partial_files(model: Path, pids: list[int]) -> None:
 
 
 def run_worker(
-    name: str, cfg: TrainConfig, split: str, processed_dir: Path, models_dir: Path, cluster: Cluster | None, echo=print
+    name: str,
+    cfg: TrainConfig,
+    split: str,
+    processed_dir: Path,
+    models_dir: Path,
+    cluster: Cluster | None,
+    echo=print,
+    candidate_lists: Path | None = None,
 ) -> dict:
     """Train on this process: as one worker of `cluster` (MultiWorkerMirroredStrategy), or alone when
-    cluster is None. The chief (or the lone process) saves the model; returns the history."""
+    cluster is None; a two-stage ranker from the list shards in `candidate_lists`. The chief (or the lone
+    process) saves the model; returns the history."""
     tf = quiet_imports.tensorflow()
     if os.environ.get(THREADS_ENV):
         tf.config.threading.set_intra_op_parallelism_threads(int(os.environ[THREADS_ENV]))
     strategy = tf.distribute.MultiWorkerMirroredStrategy() if cluster else None
     chief = cluster is None or cluster.chief
-    model, history = streaming.train_streaming(
-        processed_dir, split, cfg, strategy, cluster.workers if cluster else 1, echo=echo if chief else None
-    )
+    workers, chief_echo = (cluster.workers if cluster else 1), (echo if chief else None)
+    if cfg.candidates:
+        model, history = list_streaming.train_streamed_ranker(
+            candidate_lists, processed_dir, cfg, strategy, workers, echo=chief_echo
+        )
+    else:
+        model, history = streaming.train_streaming(processed_dir, split, cfg, strategy, workers, echo=chief_echo)
     history["split"] = split
+    # This process's own peak so far (a worker's, with the model and its input pipeline): what a host needs.
+    history.setdefault("input", {})["peak_rss_gib"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3
+    )
     if chief:
         model_files.save_model(model, history, name, split, models_dir)
     else:
@@ -208,12 +227,20 @@ def train_command(
     options: list[str],
     echo,
     error,
+    candidate_lists: Path | None = None,
 ) -> int:
     """What `train --workers N` / `train --streaming` does; returns the exit code. `options` are the command
-    line's settings file and training options, which the launcher passes on to the workers it starts."""
+    line's settings file, candidate lists and training options, which the launcher passes on to the workers
+    it starts."""
     cluster = current_cluster() if workers else None
     try:
-        stream_plan.check_supported(cfg)
+        if cfg.candidates:
+            catalogue = Path(processed_dir) / "movies.parquet"
+            if not catalogue.is_file():
+                raise FileNotFoundError(f"{catalogue} not found; run `make preprocess` first")
+            list_streaming.check_lists(candidate_lists, cfg, pq.ParquetFile(catalogue).metadata.num_rows)
+        else:
+            stream_plan.check_supported(cfg)
         if cluster and cluster.workers != workers:
             raise ValueError(f"--workers {workers}, but TF_CONFIG names {cluster.workers} workers")
         if not (processed_dir / "encoders.json").is_file():
@@ -232,7 +259,7 @@ def train_command(
     where = f"worker {cluster.index} of {cluster.workers}" if cluster else "one process"
     if cluster is None or cluster.chief:
         echo(f"training {name} on the {split} split, streamed from {processed_dir} ({where})")
-    history = run_worker(name, cfg, split, processed_dir, models_dir, cluster, echo)
+    history = run_worker(name, cfg, split, processed_dir, models_dir, cluster, echo, candidate_lists)
     if cluster and not cluster.chief:
         return 0
     echo(training_log.epoch_table(history))

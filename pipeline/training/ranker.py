@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import typer
+from tqdm import tqdm
 
 from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
-from pipeline.data.preprocess import Processed, load_processed, split_temporal
+from pipeline.data.preprocess import Processed, split_temporal
 from pipeline.files import record_timing
-from pipeline.ranking import architecture
-from pipeline.ranking.candidates import CandidateLists, user_lists
+from pipeline.ranking import architecture, list_shards
+from pipeline.ranking.candidates import CandidateLists, user_chunks, user_lists
 from pipeline.ranking.ranker_inputs import list_inputs, movie_table
-from pipeline.retrieval import ease
+from pipeline.retrieval import retriever
 from pipeline.training.callbacks import epoch_progress
 from pipeline.training.training_log import training_log
 
@@ -54,40 +57,89 @@ def fold_pairs(train: pd.DataFrame, cfg: TrainConfig):
         raise ValueError(f"unknown fold scheme {cfg.fold_scheme!r}; expected random or time")
 
 
+def fold_lists(
+    train: pd.DataFrame,
+    users: pd.DataFrame,
+    n_movies: int,
+    cfg: TrainConfig,
+    chunk_users: int | None = None,
+    progress=lambda message: None,
+) -> Iterator[tuple[int, Iterator[CandidateLists]]]:
+    """Out-of-fold candidate lists, lazily: for each fold, (fold, its lists chunk by chunk in user order),
+    from a retrieval model fitted without that fold and labelled by it. Each fold's chunks are to be used
+    up before the next fold is asked for. Lists without a single liked candidate teach a listwise loss
+    nothing and are dropped."""
+    for held_out, (inputs, labels) in enumerate(fold_pairs(train, cfg)):
+        yield held_out, _fold_chunks(held_out, inputs, labels, users, n_movies, cfg, chunk_users, progress)
+
+
+def _fold_chunks(held_out, inputs, labels, users, n_movies, cfg, chunk_users, progress) -> Iterator[CandidateLists]:
+    started = time.perf_counter()
+    fitted = retriever.fit(inputs, len(users), n_movies)
+    made, liked = 0, 0.0
+    chunks = user_chunks(inputs, chunk_users, labels)
+    total = -(-inputs["user_id"].nunique() // chunk_users) if chunk_users else 1
+    for chunk_inputs, chunk_labels in tqdm(
+        chunks, total=total, desc=f"fold {held_out + 1}/{cfg.folds}", unit="chunk", disable=total < 2, leave=False
+    ):
+        lists = user_lists(fitted, chunk_inputs, users, cfg, labels_from=chunk_labels)
+        if cfg.loss == "listwise":
+            lists = lists.take(lists.labels.sum(axis=1) > 0)
+        made, liked = made + len(lists), liked + float(lists.labels.sum())
+        yield lists
+    progress(
+        f"fold {held_out + 1}/{cfg.folds}: {made:,} lists, {liked / max(1, made * cfg.candidates):.1%} liked "
+        f"candidates, {fitted.kind} retrieval ({time.perf_counter() - started:.0f} s)"
+    )
+
+
 def training_lists(
     train: pd.DataFrame, users: pd.DataFrame, n_movies: int, cfg: TrainConfig, progress=lambda message: None
 ) -> CandidateLists:
-    """Out-of-fold candidate lists: for each fold, retrieval fitted without it proposes, the fold labels.
-    Lists without a single liked candidate teach a listwise loss nothing and are dropped."""
-    parts = []
-    for held_out, (inputs, labels) in enumerate(fold_pairs(train, cfg)):
-        started = time.perf_counter()
-        fitted = ease.fit(inputs, len(users), n_movies)
-        lists = user_lists(fitted, inputs, users, cfg, labels_from=labels)
-        parts.append(lists.take(lists.labels.sum(axis=1) > 0) if cfg.loss == "listwise" else lists)
-        progress(
-            f"fold {held_out + 1}/{cfg.folds}: {len(parts[-1]):,} lists, "
-            f"{parts[-1].labels.mean():.1%} liked candidates ({time.perf_counter() - started:.0f} s)"
-        )
-    return CandidateLists.concat(parts)
+    """Every out-of-fold candidate list (fold_lists) in memory, fold by fold."""
+    return CandidateLists.concat(
+        [chunk for _, chunks in fold_lists(train, users, n_movies, cfg, None, progress) for chunk in chunks]
+    )
 
 
-def list_settings(cfg: TrainConfig) -> dict:
-    """What decides cfg's training lists (config.LIST_SETTINGS), with the retrieval model's L2."""
-    return {**{name: getattr(cfg, name) for name in config.LIST_SETTINGS}, "ease_l2": config.EASE_L2}
+def list_settings(cfg: TrainConfig, n_movies: int) -> dict:
+    """What decides cfg's training lists (config.LIST_SETTINGS), with the retrieval model's settings."""
+    return {**{name: getattr(cfg, name) for name in config.LIST_SETTINGS}, "retrieval": retriever.settings(n_movies)}
 
 
 def lists_path(split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
-    return config.model_path("candidate_lists", split, models_dir).with_suffix(".npz")
+    """The folder of a split's candidate-list shards (pipeline/ranking/list_shards.py)."""
+    return config.model_path("candidate_lists", split, models_dir).with_suffix("")
 
 
-def saved_lists(path: Path | None, cfg: TrainConfig) -> CandidateLists | None:
-    """The lists `candidates_command` saved at `path` if they were made with cfg's list settings, else None
+def saved_lists(folder: Path | None, cfg: TrainConfig, n_movies: int) -> CandidateLists | None:
+    """The lists `candidates_command` saved in `folder` if they were made with cfg's list settings, else None
     (a one-off option such as CANDIDATES=50 then builds its own lists)."""
-    if path is None or not Path(path).is_file():
+    if folder is None or list_shards.settings_of(folder) != list_settings(cfg, n_movies):
         return None
-    lists, made_with = CandidateLists.load(path)
-    return lists if made_with == list_settings(cfg) else None
+    return list_shards.load(folder)[0]
+
+
+def validation_owners(n_users: int, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """The users whose lists are held out for val_loss (cfg.validation_split of all users), drawn from rng."""
+    return rng.choice(n_users, int(cfg.validation_split * n_users), replace=False)
+
+
+def list_ratings(processed_dir: Path, split: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """What the lists are made of, and no more: the split's training ratings (the columns user_lists reads,
+    as 32-bit codes), the user table and the catalogue size. At 25 M ratings this is ~0.7 GB where the
+    whole processed split would be several."""
+    processed_dir = Path(processed_dir)
+    name = "train.parquet" if split == "random" else f"{split}_train.parquet"
+    for needed in (name, "users.parquet", "movies.parquet"):
+        if not (processed_dir / needed).is_file():
+            raise FileNotFoundError(f"{processed_dir / needed} not found; run `make preprocess` first")
+    columns = ["user_id", "movie_id", "label", "timestamp", *config.CONTEXT_FIELDS]
+    train = pd.read_parquet(processed_dir / name, columns=columns)
+    train = train.astype({column: np.int32 for column in columns if column != "timestamp"})
+    users = pd.read_parquet(processed_dir / "users.parquet")
+    n_movies = pq.ParquetFile(processed_dir / "movies.parquet").metadata.num_rows
+    return train, users, n_movies
 
 
 def anonymized(lists: CandidateLists, cfg: TrainConfig, rng: np.random.Generator) -> CandidateLists:
@@ -186,9 +238,7 @@ def train_ranker(
     if lists is None:
         lists = training_lists(data.train, data.users, len(data.movies), cfg, progress=log)
     rng = np.random.default_rng(cfg.seed)
-    validation = np.isin(
-        lists.owner, rng.choice(len(data.users), int(cfg.validation_split * len(data.users)), replace=False)
-    )
+    validation = np.isin(lists.owner, validation_owners(len(data.users), cfg, rng))
     fit_lists, val_lists = lists.take(~validation), lists.take(validation)
     movies = movie_table(data.movies)
     tf.keras.utils.set_random_seed(cfg.seed)
@@ -221,20 +271,28 @@ def candidates_command(
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
-    """Build the two-stage rankers' out-of-fold candidate lists once → models/[<split>/]candidate_lists.npz."""
+    """Build the two-stage rankers' out-of-fold candidate lists once → models/[<split>/]candidate_lists/
+    (one parquet shard per fold, row groups of config.LIST_CHUNK_USERS users, lists.json last)."""
     started = time.perf_counter()
     cfg = config.model_settings(config.model_name(config.DEFAULT_ARCHITECTURE), split.value)
     try:
-        data = load_processed(processed_dir).split(split.value)
+        train, users, n_movies = list_ratings(processed_dir, split.value)
     except FileNotFoundError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    lists = training_lists(data.train, data.users, len(data.movies), cfg, progress=typer.echo)
-    target = lists.save(lists_path(split.value, models_dir), list_settings(cfg))
+    folds = fold_lists(train, users, n_movies, cfg, config.LIST_CHUNK_USERS, progress=typer.echo)
+    if Path(models_dir).resolve() == config.MODELS_DIR.resolve():
+        producer = "make candidates" if split.value == "random" else "make study"
+    else:
+        producer = f"python -m pipeline candidates --split {split.value} --processed-dir {processed_dir} " + (
+            f"--models-dir {models_dir}"
+        )
+    target = list_shards.write(lists_path(split.value, models_dir), folds, list_settings(cfg, n_movies), producer)
     seconds = time.perf_counter() - started
     record_timing(
         models_dir.parent, "candidate lists" + ("" if split.value == "random" else f" ({split.value})"), seconds
     )
+    lists = sum(group.lists for group in list_shards.groups(target))
     typer.echo(
-        f"candidate lists ({split.value}): {len(lists):,} lists of {cfg.candidates} in {seconds:.0f} s; saved {target}"
+        f"candidate lists ({split.value}): {lists:,} lists of {cfg.candidates} in {seconds:.0f} s; saved {target}"
     )

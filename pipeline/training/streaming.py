@@ -226,39 +226,6 @@ def inputs_for(plan: Plan, part: str, cfg: TrainConfig, strategy, workers: int):
     return strategy.distribute_datasets_from_function(per_worker), steps
 
 
-def epoch_log(plan: Plan, cfg: TrainConfig, steps: int, echo):
-    """A Keras callback that times every epoch, counts its rows, and (with `echo`) prints one line per epoch."""
-    tf = quiet_imports.tensorflow()
-
-    class EpochLog(tf.keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.epochs = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.began = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self.began
-            rows = min(steps * cfg.batch_size, plan.rows_in("train", epoch, 0, 1))
-            self.epochs.append(
-                {
-                    "epoch": epoch + 1,
-                    "seconds": round(seconds, 2),
-                    "train_rows": rows,
-                    "rows_per_s": round(rows / seconds, 1),
-                }
-            )
-            if echo:
-                logs = logs or {}
-                echo(
-                    f"epoch {epoch + 1}/{cfg.epochs}: loss {logs.get('loss', float('nan')):.4f} "
-                    f"val_loss {logs.get('val_loss', float('nan')):.4f}, {rows:,} rows in {seconds:.1f} s"
-                )
-
-    return EpochLog()
-
-
 def train_streaming(
     processed_dir: Path,
     split: str,
@@ -286,7 +253,7 @@ def train_streaming(
     # in-memory path's sampling falls inside its time too).
     started = time.perf_counter() - opened
     data, steps = inputs_for(plan, "train", cfg, strategy, workers)
-    log = epoch_log(plan, cfg, steps, echo)
+    log = callbacks.epoch_log(lambda epoch: min(steps * cfg.batch_size, plan.rows_in("train", epoch, 0, 1)), cfg, echo)
     fit = {
         "epochs": cfg.epochs,
         "steps_per_epoch": steps,

@@ -182,7 +182,7 @@ def train_and_save(
     """Train model `name` with `cfg` on `data`'s training rows (split `split`) and save it; returns its training
     log. A two-stage ranker trains on the lists saved at `candidate_lists` when they fit its settings."""
     if cfg.candidates:
-        lists = ranker.saved_lists(candidate_lists, cfg)
+        lists = ranker.saved_lists(candidate_lists, cfg, len(data.movies))
         if candidate_lists is not None and lists is None:
             print(f"NOTE: {candidate_lists} does not fit {name}'s settings; building its lists for this run")
         fitted, log = ranker.train_ranker(data, cfg, progress=progress, lists=lists)
@@ -206,7 +206,9 @@ def train_command(
         "(what the Makefile passes); options below override it.",
     ),
     candidate_lists: Path = typer.Option(
-        None, help="A two-stage ranker's out-of-fold lists from `python -m pipeline candidates` (else built here)."
+        None,
+        help="A two-stage ranker's out-of-fold lists (the folder `python -m pipeline candidates` writes); in memory, "
+        "lists are built here when it is not given or was made with other settings.",
     ),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
@@ -221,7 +223,7 @@ def train_command(
         False,
         "--streaming/--in-memory",
         help="Stream the training rows from parquet through tf.data instead of "
-        "holding them in memory (14-field models).",
+        "holding them in memory (a two-stage ranker: its --candidate-lists shards).",
     ),
     # --- end of scale options ---
     **options,
@@ -245,9 +247,12 @@ def train_command(
                 processed_dir,
                 models_dir,
                 workers,
-                (["--settings", str(settings)] if settings else []) + option_arguments(overrides),
+                (["--settings", str(settings)] if settings else [])
+                + (["--candidate-lists", str(candidate_lists)] if candidate_lists else [])
+                + option_arguments(overrides),
                 echo=typer.echo,
                 error=lambda line: typer.echo(line, err=True),
+                candidate_lists=candidate_lists,
             )
         )
     # --- end of scale dispatch ---

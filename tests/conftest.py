@@ -95,7 +95,7 @@ def build_small_run(root: Path, raw_dir: Path) -> None:
     from pipeline.data import preprocess
     from pipeline.evaluation import evaluate, report
     from pipeline.files import write_json
-    from pipeline.retrieval import ease
+    from pipeline.retrieval import retriever
     from pipeline.training import train
 
     processed_dir, artifacts_dir = root / "data" / "processed", root / "artifacts"
@@ -104,7 +104,7 @@ def build_small_run(root: Path, raw_dir: Path) -> None:
     preprocess.save_processed(processed, processed_dir)
     for split, names in SMALL_RUN_MODELS.items():
         data = processed.split(split)
-        ease.save(ease.fit(data.train, len(data.users), len(data.movies)), ease.path(split, models_dir))
+        retriever.save(retriever.fit(data.train, len(data.users), len(data.movies)), retriever.path(split, models_dir))
         for name in names:
             train.train_and_save(name, small_config(name, split), data, split, models_dir, progress=False)
     results = evaluate.evaluate_models(processed, SMALL_RUN_MODELS, models_dir, artifacts_dir, echo=lambda line: None)

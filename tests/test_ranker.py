@@ -12,7 +12,7 @@ import pytest
 from pipeline import config
 from pipeline.data import preprocess
 from pipeline.ranking import candidates, ranker_inputs, scorers
-from pipeline.retrieval import ease
+from pipeline.retrieval import ease, retriever
 from pipeline.training import ranker
 from tests.conftest import small_config
 
@@ -38,13 +38,13 @@ def test_folds_spread_every_users_rows_evenly(data):
 
 def test_training_lists_come_from_retrieval_models_that_never_saw_their_labels(data, cfg, monkeypatch):
     fitted_on = []
-    real_fit = ease.fit
+    real_fit = retriever.fit
 
     def recording_fit(rows, *args, **kwargs):
         fitted_on.append(set(zip(rows["user_id"], rows["movie_id"])))
         return real_fit(rows, *args, **kwargs)
 
-    monkeypatch.setattr(ease, "fit", recording_fit)
+    monkeypatch.setattr(retriever, "fit", recording_fit)
     cfg = dataclasses.replace(cfg, loss="binary")  # keep every list, labelled or not
     lists = ranker.training_lists(data.train, data.users, len(data.movies), cfg)
     fold = ranker.folds_of(data.train, cfg.folds, cfg.seed)

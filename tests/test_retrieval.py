@@ -1,4 +1,4 @@
-"""The retrieval stage: EASE's weights, top-K unseen candidates, saving and loading."""
+"""The retrieval stage: EASE's weights, top-K unseen candidates, saving and loading (ALS: tests/test_als.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from pipeline.retrieval import ease
+from pipeline import config
+from pipeline.retrieval import ease, retriever
 
 # Users 0-2 like movies 0 and 1 together; users 3 and 4 like movie 2 alone; nobody likes movie 3 (user 5
 # rated it, label 0); user 5 likes movie 0 only.
@@ -21,15 +22,15 @@ CO_LIKED = pd.DataFrame(
 
 
 def test_matrices_mark_liked_and_rated_pairs_once():
-    liked = ease.liked_matrix(CO_LIKED, n_users=6, n_movies=4).toarray()
+    liked = retriever.liked_matrix(CO_LIKED, n_users=6, n_movies=4).toarray()
     assert liked.sum() == 9 and liked[5, 3] == 0 and liked[5, 0] == 1
     twice = pd.concat([CO_LIKED, CO_LIKED.head(1)])
-    rated = ease.interaction_matrix(twice, 6, 4).toarray()
+    rated = retriever.interaction_matrix(twice, 6, 4).toarray()
     assert rated.max() == 1.0 and rated.sum() == 10 and rated[5, 3] == 1
 
 
 def test_ease_weights_have_a_zero_diagonal_and_link_movies_liked_together():
-    liked = ease.liked_matrix(CO_LIKED, n_users=6, n_movies=4)
+    liked = retriever.liked_matrix(CO_LIKED, n_users=6, n_movies=4)
     weights = ease.ease_weights(liked, l2=1.0)
     assert weights.dtype == np.float32
     np.testing.assert_array_equal(np.diag(weights), 0.0)
@@ -69,8 +70,9 @@ def test_top_k_skips_seen_movies_orders_by_score_and_breaks_ties_by_code():
 
 def test_fit_save_and_load_round_trip(tmp_path):
     fitted = ease.fit(CO_LIKED, 6, 4, l2=1.0)
-    path = ease.save(fitted, tmp_path / "models" / "retrieval.npz")
-    loaded = ease.load(path)
+    path = retriever.save(fitted, tmp_path / "models" / "retrieval.npz")
+    loaded = retriever.load(path)
+    assert loaded.kind == "ease" and isinstance(loaded, ease.Retrieval)
     np.testing.assert_array_equal(loaded.weights, fitted.weights)
     np.testing.assert_array_equal(loaded.rated_weights, fitted.rated_weights)
     # The every-rating model also links movie 3 (rated by user 5 with movie 0, not liked): the liked one cannot.
@@ -98,9 +100,10 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
+    assert "EASE" in result.output
     data = load_processed(processed).split("temporal")
     expected = ease.fit(data.train, len(data.users), len(data.movies))
-    loaded = ease.load(tmp_path / "models" / "temporal" / "retrieval.npz")
+    loaded = retriever.load(tmp_path / "models" / "temporal" / "retrieval.npz")
     np.testing.assert_array_equal(loaded.weights, expected.weights)
     np.testing.assert_array_equal(loaded.rated_weights, expected.rated_weights)
     result = CliRunner().invoke(app, ["retrieval", "--split", "weekly", "--processed-dir", str(processed)])
@@ -108,7 +111,9 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
 
 
 @pytest.mark.parametrize("k", [1, 3])
-def test_top_k_never_returns_a_seen_movie_on_random_data(k):
+@pytest.mark.parametrize("cells", [2**24, 90])  # all 20 rows at once, or 3 rows (90 // 30 movies) per chunk
+def test_top_k_never_returns_a_seen_movie_on_random_data(k, cells, monkeypatch):
+    monkeypatch.setitem(config.RETRIEVAL, "scoring_cells", cells)
     rng = np.random.default_rng(1)
     weights = rng.normal(size=(30, 30)).astype(np.float32)
     fitted = ease.Retrieval(weights, weights)
@@ -119,3 +124,5 @@ def test_top_k_never_returns_a_seen_movie_on_random_data(k):
     full = liked.toarray() @ fitted.weights
     full[seen.toarray() > 0] = -np.inf
     np.testing.assert_allclose(scores, -np.sort(-full, axis=1)[:, :k], rtol=1e-5)
+    # scores_at reads the same scores, chunk by chunk.
+    np.testing.assert_allclose(fitted.scores_at(liked, movies), scores, rtol=1e-6)

@@ -17,7 +17,7 @@ from pipeline import config
 from pipeline.data.preprocess import Processed
 from pipeline.evaluation import baselines, metrics
 from pipeline.ranking import candidates, ranker_inputs, scorers
-from pipeline.retrieval import ease
+from pipeline.retrieval import retriever
 from pipeline.training import ranker
 
 
@@ -93,7 +93,7 @@ def evaluate_new_users(
         f"{len(train):,} training rows of the others"
     )
     cfg = config.MODELS[config.model_name(architecture, "two_stage")]
-    fitted = ease.fit(train, len(data.users), len(data.movies))
+    fitted = retriever.fit(train, len(data.users), len(data.movies))
     model, _ = ranker.train_ranker(dataclasses.replace(data, train=train), cfg, log=echo)
     two_stage = scorers.TwoStage(fitted, scorers.ListScorer(model, cfg), ranker_inputs.movie_table(data.movies))
     contexts = newcomers.context + 1
@@ -127,6 +127,6 @@ def evaluate_new_users(
 def retrieval_rows(newcomers: Newcomers, n_movies: int):
     """The newcomers' given movies as a people × movies matrix (what EASE scores from, and excludes)."""
     rows = np.repeat(np.arange(len(newcomers.given)), [len(given) for given in newcomers.given])
-    return ease.interaction_matrix(
+    return retriever.interaction_matrix(
         pd.DataFrame({"user_id": rows, "movie_id": np.concatenate(newcomers.given)}), len(newcomers.given), n_movies
     )

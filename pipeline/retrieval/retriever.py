@@ -1,0 +1,118 @@
+"""The retrieval stage behind one interface: a liked list in → K candidates and their scores out.
+
+Two kinds implement it (pipeline.retrieval.base.Retriever): EASE (ease.py), movie × movie weights fitted in
+closed form, the better of the two on ML-1M; and ALS (als.py, the `implicit` library), movie factors whose
+memory does not grow with the catalogue squared. config.RETRIEVAL["kind"] picks one; unset (None), EASE
+serves catalogues of up to config.RETRIEVAL["ease_max_movies"] movies and ALS larger ones.
+
+Outputs: artifacts/models/[<split>/]retrieval.npz (`python -m pipeline retrieval`): the kind and its arrays,
+read back by `load` as the right kind.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from pipeline import config
+from pipeline.files import atomic_path, record_timing
+from pipeline.retrieval import als, ease
+from pipeline.retrieval.base import Retriever, interaction_matrix, liked_matrix
+
+__all__ = ["Retriever", "fit", "interaction_matrix", "kind_for", "liked_matrix", "load", "path", "save", "settings"]
+
+KINDS = {"ease": ease.Retrieval, "als": als.Retrieval}
+
+
+def kind_for(n_movies: int) -> str:
+    """The kind config.RETRIEVAL asks for a catalogue of n_movies movies."""
+    kind = config.RETRIEVAL["kind"]
+    if kind is None:
+        return "ease" if n_movies <= config.RETRIEVAL["ease_max_movies"] else "als"
+    if kind not in KINDS:
+        raise ValueError(f"unknown retrieval kind {kind!r} in config.RETRIEVAL; expected one of {', '.join(KINDS)}")
+    return kind
+
+
+def settings(n_movies: int) -> dict:
+    """What decides the retrieval model fitted for a catalogue of n_movies movies: its kind and its parameters
+    (lists and files made from a retrieval model are stale when this changes)."""
+    kind = kind_for(n_movies)
+    if kind == "ease":
+        return {"kind": kind, "ease_l2": config.EASE_L2}
+    return {"kind": kind, **config.RETRIEVAL["als"]}
+
+
+def fit(train: pd.DataFrame, n_users: int, n_movies: int, kind: str | None = None) -> Retriever:
+    """Both models of the retrieval stage (liked, every rating) fitted on `train` (columns user_id, movie_id
+    as codes below n_users / n_movies, label 1 liked / 0 not), of `kind` (None: kind_for(n_movies))."""
+    kind = kind or kind_for(n_movies)
+    if kind == "ease":
+        return ease.fit(train, n_users, n_movies)
+    if kind == "als":
+        return als.fit(train, n_users, n_movies)
+    raise ValueError(f"unknown retrieval kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def path(split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
+    return config.model_path("retrieval", split, models_dir).with_suffix(".npz")
+
+
+def save(retriever: Retriever, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        np.savez(tmp, kind=np.str_(retriever.kind), **retriever.arrays())
+    return target
+
+
+def load(source: Path) -> Retriever:
+    """The retrieval model `save` wrote at `source`, of whichever kind it is."""
+    with np.load(source) as stored:
+        kind = str(stored["kind"]) if "kind" in stored else None
+        if kind not in KINDS:
+            raise ValueError(f"{source} holds no retrieval model (kind {kind!r}); run `make retrieval`")
+        return KINDS[kind].from_arrays(stored)
+
+
+def training_rows(processed_dir: Path, split: str) -> tuple[pd.DataFrame, int, int]:
+    """A split's training rows (user_id, movie_id, label only) and the numbers of users and movies.
+
+    Reads three columns of the processed tables that pipeline.data.preprocess.save_processed wrote, not all
+    of them: at 25 M ratings the full tables of both splits would take more memory than the fit."""
+    if not (processed_dir / "encoders.json").is_file():
+        raise FileNotFoundError(f"{processed_dir}/encoders.json not found; run `make preprocess` first")
+    name = {"random": "train", "temporal": "temporal_train"}[split]
+    rows = pd.read_parquet(processed_dir / f"{name}.parquet", columns=["user_id", "movie_id", "label"])
+    n_users = len(pd.read_parquet(processed_dir / "users.parquet", columns=["user_id"]))
+    n_movies = len(pd.read_parquet(processed_dir / "movies.parquet", columns=["movie_id"]))
+    return rows, n_users, n_movies
+
+
+def retrieval_command(
+    split: config.Split = typer.Option(config.Split.random, help="The split whose training rows to fit."),
+    processed_dir: Path = typer.Option(config.PROCESSED_DIR),
+    models_dir: Path = typer.Option(config.MODELS_DIR),
+) -> None:
+    """Fit the retrieval stage (EASE or ALS, on liked and on all ratings) on a split's training rows → retrieval.npz."""
+
+    split = split.value
+    started = time.perf_counter()
+    try:
+        train, n_users, n_movies = training_rows(processed_dir, split)
+        chosen = settings(n_movies)
+    except (FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    fitted = fit(train, n_users, n_movies, chosen["kind"])
+    target = save(fitted, path(split, models_dir))
+    seconds = time.perf_counter() - started
+    record_timing(models_dir.parent, f"retrieval ({split})", seconds)
+    parameters = ", ".join(f"{name} {value:g}" for name, value in chosen.items() if name != "kind")
+    typer.echo(
+        f"retrieval ({split}): {chosen['kind'].upper()} ({parameters}) over {int((train['label'] == 1).sum()):,} "
+        f"liked and {len(train):,} rated training ratings, {fitted.n_movies:,} movies; fitted in {seconds:.0f} s; "
+        f"saved {target}"
+    )

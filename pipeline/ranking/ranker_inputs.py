@@ -27,6 +27,7 @@ import pandas as pd
 
 from pipeline import config
 from pipeline.config import TrainConfig
+from pipeline.ranking import architecture
 from pipeline.ranking.candidates import CandidateLists
 
 
@@ -68,7 +69,10 @@ def list_inputs(lists: CandidateLists, movies: np.ndarray, cfg: TrainConfig) -> 
     inputs |= {field: np.repeat(lists.context[:, i], k) for i, field in enumerate(config.CONTEXT_FIELDS)}
     flat = lists.movies.ravel()
     inputs |= {field: movies[flat, i] for i, field in enumerate(config.MOVIE_FIELDS)}
-    inputs["history"] = np.repeat(lists.history, k, axis=0)
+    # Named as the architecture reads it (pipeline.ranking.architecture.history_inputs).
+    inputs |= {
+        name: np.repeat(values, k, axis=0) for name, values in architecture.history_inputs(lists.history, cfg).items()
+    }
     inputs["retrieval_rank"] = np.tile(rank_buckets(k), n_lists)
     for name, z in list_scores(lists).items():
         inputs[name] = z.reshape(-1, 1)

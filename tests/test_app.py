@@ -81,3 +81,29 @@ def test_missing_artifacts_show_a_message(tmp_path, monkeypatch):
     assert not page.exception
     messages = " ".join(e.value for e in page.error)
     assert "make preprocess" in messages and "make all" in messages
+
+
+def because_column(top) -> list[str]:
+    return ["; ".join(movie["title"] for movie in because) for because in top["because"]]
+
+
+def test_both_tabs_show_because_you_liked_and_reference_mode_does_not(page, rec):
+    page.run()
+    page.text_input[0].set_value("5")
+    page.selectbox[0].set_value("autoint")
+    page.run()
+    assert not page.exception and not page.error
+    want = because_column(rec.recommend(5, "autoint"))
+    assert list(page.table[0].value["because you liked"]) == want and any(want)
+    page.radio[0].set_value("reference")
+    page.run()
+    assert not page.exception and "because you liked" not in page.table[0].value.columns
+    liked = list(rec.movies_by_likes()["movie_id"].head(3))
+    page.multiselect[0].set_value(liked)
+    page.run()
+    assert not page.exception and not page.error
+    want = because_column(rec.recommend_for_liked(liked))
+    assert any(want)
+    assert [list(table.value["because you liked"]) for table in page.table if "because you liked" in table.value] == [
+        want
+    ]

@@ -4,6 +4,8 @@ A retrieval model (EASE in ease.py, ALS in als.py) scores every movie from a peo
 liked movies (`scores`, the liked model) and from one of every rated movie (`rated_scores`, the every-rating
 model). From those two, this base class gives the same scores only at chosen movies (`scores_at`,
 `rated_scores_at`; ALS overrides them with K dot products) and each row's top-k unseen movies (`top_k`).
+A subclass also splits one person's liked-model score of a movie into one term per liked movie
+(`contribution_terms`); `contributions` names the liked movies with the largest terms ("because you liked").
 Rows go in chunks of at most config.RETRIEVAL["scoring_cells"] people × movies scores, so that 150k people
 × 18.5k movies never sit in memory at once; each row's scores do not depend on the chunk it is in.
 """
@@ -50,6 +52,31 @@ class Retriever:
 
     def rated_scores(self, rated: sparse.csr_matrix) -> np.ndarray:
         raise NotImplementedError
+
+    def contribution_terms(self, liked: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        """For one person who liked `liked` (codes), each liked movie's term of the liked model's score of each
+        of `movies` (codes): (len(liked), len(movies)) floats, row j for liked[j]. A term is positive only where
+        taking liked[j] out of the row lowers that score (ALS puts 0 where its bare term is positive but would
+        not)."""
+        raise NotImplementedError
+
+    def contributions(self, liked: np.ndarray, movies: np.ndarray, k: int) -> np.ndarray:
+        """For one person who liked `liked` (codes), the liked movies with the k largest positive terms of each
+        of `movies`' scores (contribution_terms), largest first: (len(movies), k) codes, -1 where fewer than k
+        terms are positive. Equal terms go to the movie listed first in `liked`."""
+        liked, movies = np.asarray(liked, np.int64), np.asarray(movies, np.int64)
+        terms = np.array(self.contribution_terms(liked, movies))  # a copy: each pick is struck out below
+        named = np.full((len(movies), k), -1, np.int64)
+        columns = np.arange(len(movies))
+        # k argmax passes rather than a sort of each column: a user may have liked a thousand movies (ML-1M's
+        # most: 1,435 × 10 movies, a stable sort 0.65 ms, three passes 0.04 ms), and argmax takes the first of
+        # equal terms.
+        for place in range(min(k, len(liked))):
+            best = terms.argmax(axis=0)
+            positive = terms[best, columns] > 0
+            named[positive, place] = liked[best[positive]]
+            terms[best, columns] = -np.inf
+        return named
 
     def scores_at(self, liked: sparse.csr_matrix, movies: np.ndarray) -> np.ndarray:
         """The liked model's scores only at `movies` ((n, K) codes) → (n, K) float32."""

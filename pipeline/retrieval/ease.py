@@ -3,7 +3,9 @@
 EASE learns movie × movie weights B that best rebuild each user's liked movies from the
 user's other liked movies: min ||X - XB||² + l2·||B||² with diag(B) = 0, in closed form
 P = (XᵀX + l2·I)⁻¹, B = -P / diag(P) column by column, diagonal 0. A user's (or a new person's)
-score for a movie is the sum of B's rows over their liked movies, so a liked list is all it needs.
+score for a movie is the sum of B's rows over their liked movies, so a liked list is all it needs, and
+liked movie j's term of movie i's score is B[j, i]: taking j out of the list lowers the score by exactly
+that ("because you liked" names the largest).
 
 Two such models are fitted: on liked ratings (`weights`, which proposes the candidates) and on every
 rating, liked or not (`rated_weights`: which movies get watched together). The ranker reads both
@@ -48,6 +50,10 @@ class Retrieval(Retriever):
     def rated_scores(self, rated: sparse.csr_matrix) -> np.ndarray:
         """rated (n × n_movies, 1 where rated) → the every-rating model's scores (n × n_movies, float32)."""
         return np.asarray(rated @ self.rated_weights, dtype=np.float32)
+
+    def contribution_terms(self, liked: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        """B[j, i] for each liked movie j and each of `movies` i (codes): the score is their sum over j."""
+        return self.weights[np.ix_(liked, movies)]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What retriever.save stores (and from_arrays reads back)."""

@@ -31,6 +31,7 @@ from pipeline.serving.recommender import (
 ARCHITECTURE_CHOICES = {**ARCHITECTURE_LABELS, "both": "Both, side by side"}
 LATEST = "month of the user's latest rating"
 NOT_GIVEN = "not given"
+BECAUSE = "because you liked"
 
 
 def root() -> Path:
@@ -43,11 +44,17 @@ def load(processed_dir: str, models_dir: str) -> Recommender:
     return Recommender.load(Path(processed_dir), Path(models_dir))
 
 
-def show_lists(lists: dict, n: int) -> None:
+def show_lists(lists: dict, n: int, because: bool) -> None:
+    """Each Top-N list as a table, with its "because you liked" column when `because` (not in reference mode,
+    whose movies retrieval did not propose)."""
     for column, (name, top) in zip(st.columns(len(lists)), lists.items()):
         column.markdown(f"**{name}**")
+        shown = top[["rank", "movie_id", "title", "genres", "score"]]
+        if because:
+            named = ["; ".join(movie["title"] for movie in movies) for movies in top["because"]]
+            shown = shown.assign(**{BECAUSE: named})
         # A plain table: every row is in the page, to read, copy and test.
-        column.table(top[["rank", "movie_id", "title", "genres", "score"]].set_index("rank"))
+        column.table(shown.set_index("rank"))
 
 
 def user_view(rec: Recommender) -> None:
@@ -84,7 +91,7 @@ def user_view(rec: Recommender) -> None:
     for column, key in zip(st.columns(4), ("gender", "age", "occupation", "zip")):
         column.metric(key.capitalize(), who[key])
     st.subheader(f"Top {int(n)} movies not yet rated ({MODE_LABELS[mode]})")
-    show_lists(output["recommendations"], int(n))
+    show_lists(output["recommendations"], int(n), because=mode == "two_stage")
     history = output["liked_history"]
     st.subheader(f"Liked history: {len(history)} movies rated 4 or 5, newest first")
     st.dataframe(history[["title", "genres", "rating", "date"]], hide_index=True)
@@ -140,7 +147,7 @@ def new_person_view(rec: Recommender) -> None:
         st.error(str(error))
         return
     st.subheader(f"Top {int(n)} for you")
-    show_lists(output["recommendations"], int(n))
+    show_lists(output["recommendations"], int(n), because=True)
 
 
 def report_view(artifacts: Path) -> None:

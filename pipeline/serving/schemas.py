@@ -29,12 +29,22 @@ class Movie(BaseModel):
     genres: str = Field(description="MovieLens genres, separated by |")
 
 
+class BecauseMovie(BaseModel):
+    movie_id: int = Field(description="MovieLens movie ID of a movie the person liked")
+    title: str
+
+
 class RankedMovie(BaseModel):
     rank: int = Field(description="1 = best")
     movie_id: int = Field(description="MovieLens movie ID")
     title: str
     genres: str = Field(description="MovieLens genres, separated by |")
     score: float = Field(description="The model's score; higher is better; compare within one list only")
+    because: list[BecauseMovie] = Field(
+        description=f"Because you liked: up to {config.BECAUSE_N} of the person's liked movies (rated 4 or 5, or "
+        "the list given) that add most to this movie's retrieval score, most first; fewer when fewer add to it, "
+        "none in reference mode (retrieval did not propose its movies)"
+    )
 
 
 class LikedMovie(Movie):
@@ -121,6 +131,9 @@ class Health(BaseModel):
     )
     workers: int = Field(description="Worker processes, each with its own copy of the data and models")
     threads: int = Field(description="Threads per worker process that run the recommender")
+    runtime: Literal["litert", "keras"] = Field(
+        description="What scores: the models' LiteRT files (no TensorFlow in the worker) or their .keras files"
+    )
     pid: int = Field(description="The worker process that answered")
 
 

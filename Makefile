@@ -87,12 +87,14 @@ LIST_CODE := pipeline/ranking/candidates.py pipeline/ranking/list_shards.py pipe
 TWO_STAGE_TRAIN_CODE := pipeline/training/train.py pipeline/training/ranker.py pipeline/training/callbacks.py \
 	pipeline/training/list_streaming.py pipeline/training/distributed.py pipeline/ranking/architecture.py \
 	$(LIST_CODE) $(DATA_CODE)
-SCORING_CODE := pipeline/ranking/scorers.py pipeline/ranking/model_files.py $(LIST_CODE)
+SCORING_CODE := pipeline/ranking/scorers.py pipeline/ranking/model_files.py pipeline/ranking/runtimes.py $(LIST_CODE)
+EXPORT_CODE := pipeline/ranking/export.py pipeline/ranking/model_files.py
 EVALUATE_CODE := pipeline/evaluation/evaluate.py pipeline/evaluation/metrics.py pipeline/evaluation/baselines.py \
 	pipeline/evaluation/tables.py $(SCORING_CODE) $(DATA_CODE)
 
-.PHONY: all study install download preprocess retrieval candidates train evaluate report precompute recommend recommend-all check-repro \
-	repro tune test lint bench app serve bench-serve clean clean-tuning synth bench-train bench-scale synthetic
+.PHONY: all study install download preprocess retrieval candidates train evaluate report export export-quantized precompute \
+	recommend recommend-all check-repro \
+	repro tune test lint bench bench-litert app serve bench-serve clean clean-tuning synth bench-train bench-scale synthetic
 .DEFAULT_GOAL := all
 
 # DATA=synthetic-1M|synthetic-5M|synthetic-25M runs the product path on SYNTHETIC data instead (rules at the end).
@@ -104,7 +106,7 @@ else
 all: synthetic
 endif
 
-study: $(STUDY_METRICS)
+study: $(STUDY_METRICS) artifacts/litert_bench.json
 	$(PY) -m pipeline report
 
 install: $(DEPS)
@@ -161,17 +163,28 @@ $(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) artifacts/tuning.json) pipelin
 		pipeline/evaluation/plots.py pipeline/labels.py | $(DEPS)
 	$(PY) -m pipeline report
 
+# The served models as LiteRT files beside their .keras files, which every serving path (recommend, precompute,
+# the page, the service) runs without TensorFlow; export-quantized adds their int8 and float16 variants, which
+# make bench-litert measures against float32 (pipeline/ranking/export.py).
+# One model at a time, so that a retrained model re-exports only itself (and only its own table is redone).
+export: $(SERVED_LITERT_FILES)
+$(SERVED_LITERT_FILES): $(MODELS)/%.tflite: $(MODELS)/%.keras $(EXPORT_CODE) | $(DEPS)
+	$(PY) -m pipeline export --model $*
+export-quantized: $(QUANTIZED_LITERT_FILES)
+$(MODELS)/%.int8.tflite $(MODELS)/%.float16.tflite: $(MODELS)/%.keras $(EXPORT_CODE) | $(DEPS)
+	$(PY) -m pipeline export --model $* --variant int8 --variant float16
+
 # Every user's default Top-100 of the two-stage models, which recommend, the page and the service answer
 # default requests from (anything else is scored when asked).
 precompute: $(PRECOMPUTED)
-$(PRECOMPUTED) &: $(DEFAULT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) pipeline/serving/recommender.py pipeline/serving/terminal.py \
+$(PRECOMPUTED) &: $(DEFAULT_LITERT_FILES) $(RETRIEVAL) $(ENCODERS) pipeline/serving/recommender.py pipeline/serving/terminal.py \
 		$(SCORING_CODE) | $(DEPS)
 	$(PY) -m pipeline precompute
 
-recommend: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
+recommend: $(SERVED_LITERT_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline recommend $(RECOMMEND_ARGS)
 
-recommend-all: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
+recommend-all: $(SERVED_LITERT_FILES) $(RETRIEVAL) $(ENCODERS)
 	$(PY) -m pipeline recommend-all $(if $(ARCHITECTURE),--architecture $(ARCHITECTURE)) $(if $(MODE),--mode $(MODE)) \
 		$(if $(N),--n $(N))
 
@@ -203,15 +216,22 @@ lint: $(DEPS)
 	$(VENV)/bin/ruff format --check pipeline tests
 	$(VENV)/bin/lint-imports
 
-bench: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS)
+bench: $(SERVED_MODEL_FILES) $(SERVED_LITERT_FILES) $(RETRIEVAL) $(ENCODERS)
 	$(PY) -m pipeline bench
+
+# The LiteRT files against the Keras models: the same Top-10 for every user, and the quantized variants' size,
+# speed and Recall@10 / NDCG@10 (artifacts/litert_bench.json; part of make study).
+bench-litert: artifacts/litert_bench.json
+artifacts/litert_bench.json: $(SERVED_LITERT_FILES) $(QUANTIZED_LITERT_FILES) $(RETRIEVAL) $(ENCODERS) \
+		pipeline/bench/litert_bench.py $(SCORING_CODE) | $(DEPS)
+	$(PY) -m pipeline bench-litert
 
 # The HTTP service (pipeline/serving/http_api.py under pipeline/serving/service.py) on http://$(HOST):$(PORT); HOST=0.0.0.0 makes it reachable from other
 # machines. bench-serve starts it on a free loopback port, loads it, stops it: artifacts/serve_bench.json.
-serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
+serve: $(SERVED_LITERT_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline serve --host $(HOST) --port $(PORT)
 
-bench-serve: $(SERVED_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
+bench-serve: $(SERVED_MODEL_FILES) $(SERVED_LITERT_FILES) $(RETRIEVAL) $(ENCODERS) $(PRECOMPUTED)
 	$(PY) -m pipeline bench-serve
 
 # --- Scale: SYNTHETIC data and the training bench (pipeline/data/synth.py, pipeline/bench/train_bench.py) ---
@@ -261,7 +281,10 @@ $(SYN_OUT)/metrics.json: $(SYN_MODEL) $(SYN_MODELS)/retrieval.npz $(EVALUATE_COD
 	$(PY) -m pipeline evaluate --model $(DEFAULT_MODEL) $(SYN_DIRS) --out-dir $(SYN_OUT)
 $(SYN_OUT)/report.md: $(SYN_OUT)/metrics.json pipeline/evaluation/report.py | $(DEPS)
 	$(PY) -m pipeline report --out-dir $(SYN_OUT) $(SYN_DIRS)
-$(SYN_OUT)/precomputed/$(DEFAULT_MODEL).parquet: $(SYN_MODEL) $(SYN_MODELS)/retrieval.npz $(SCORING_CODE) | $(DEPS)
+$(SYN_MODELS)/$(DEFAULT_MODEL).tflite: $(SYN_MODEL) $(EXPORT_CODE) | $(DEPS)
+	$(PY) -m pipeline export --model $(DEFAULT_MODEL) --models-dir $(SYN_MODELS)
+$(SYN_OUT)/precomputed/$(DEFAULT_MODEL).parquet: $(SYN_MODELS)/$(DEFAULT_MODEL).tflite $(SYN_MODELS)/retrieval.npz \
+		$(SCORING_CODE) | $(DEPS)
 	$(PY) -m pipeline precompute --model $(DEFAULT_MODEL) $(SYN_DIRS)
 endif
 SIZES ?=

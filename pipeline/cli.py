@@ -5,10 +5,11 @@ import sys
 import typer
 
 from pipeline import config, manifests  # noqa: F401  (config: TensorFlow's environment before any stage imports it)
-from pipeline.bench import recommend_bench, scale_bench, serve_bench, train_bench
+from pipeline.bench import litert_bench, recommend_bench, scale_bench, serve_bench, train_bench
 from pipeline.data import download, preprocess, synth
 from pipeline.evaluation import check_repro, evaluate, report, tune
 from pipeline.files import describe_os_error
+from pipeline.ranking import export
 from pipeline.retrieval import retriever
 from pipeline.serving import service, terminal
 from pipeline.training import ranker, train
@@ -26,6 +27,7 @@ app.command("candidates")(ranker.candidates_command)
 app.command("train")(train.train_command)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("report")(report.report_command)
+app.command("export")(export.export_command)
 app.command("check-repro")(check_repro.check_repro_command)
 app.command("tune")(tune.tune_command)
 app.command("recommend")(terminal.recommend_command)
@@ -34,6 +36,7 @@ app.command("precompute")(terminal.precompute_command)
 app.command("bench")(recommend_bench.bench_command)
 app.command("serve")(service.serve_command)
 app.command("bench-serve")(serve_bench.bench_serve_command)
+app.command("bench-litert")(litert_bench.bench_litert_command)
 app.command("synth")(synth.synth_command)
 app.command("bench-train")(train_bench.bench_train_command)
 app.command("bench-scale")(scale_bench.bench_scale_command)

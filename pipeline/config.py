@@ -83,6 +83,9 @@ class TrainConfig:
     """Hyper-parameters of one model; the defaults are the reference project's AutoInt."""
 
     model: str = "autoint"
+    # What DeepCTR builds (a key of pipeline.ranking.architecture.BUILDERS): ARCHITECTURES, or for a two-stage
+    # ranker of make study STUDY_ARCHITECTURES. Not a training option: a model file's name says its architecture.
+    architecture: str = "autoint"
     epochs: int = option(5, "Passes over the training rows.", min=1)
     batch_size: int = option(2048, "Rows per batch (a two-stage ranker's: batch_size // candidates lists).", min=1)
     learning_rate: float = option(1e-4, "Adam learning rate.", flag="--lr", make="LR", min=0.0)
@@ -178,7 +181,9 @@ def train_config(stored: dict) -> TrainConfig:
 
 
 _REFERENCE_AUTOINT = TrainConfig(model="autoint")
-_REFERENCE_AUTOINT_MLP = TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.4)
+_REFERENCE_AUTOINT_MLP = TrainConfig(
+    model="autoint_mlp", architecture="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.4
+)
 
 # One DeepCTR AutoInt architecture (ARCHITECTURES) trained one way is a model, saved as one file named
 # <architecture><mode suffix>. The modes:
@@ -190,6 +195,22 @@ _REFERENCE_AUTOINT_MLP = TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 
 #   sampled     learns which *unrated* movies a user will like from sampled unrated movies as extra
 #               label-0 rows, scored over the whole catalogue (the previous default; study only).
 ARCHITECTURES = ("autoint", "autoint_mlp")
+# The other DeepCTR 0.9.4 models that take the two-stage ranker's inputs, each trained as a two-stage ranker only,
+# in make study only, and not served (docs/recommender.md, "Other DeepCTR rankers", says which cannot and why).
+STUDY_ARCHITECTURES = (
+    "deepfm",
+    "xdeepfm",
+    "dcn",
+    "dcnmix",
+    "fibinet",
+    "nfm",
+    "wdl",
+    "din",
+    "bst",
+    "fnn",
+    "fwfm",
+    "pnn",
+)
 MODES = {"two_stage": "_two_stage", "reference": "", "tuned": "_tuned", "sampled": "_sampled"}
 DEFAULT_MODE = "two_stage"
 DEFAULT_ARCHITECTURE = "autoint_mlp"
@@ -215,7 +236,11 @@ MODELS = {
     "autoint_mlp": _REFERENCE_AUTOINT_MLP,
     "autoint_two_stage": replace(_REFERENCE_AUTOINT, model="autoint_two_stage", score_buckets=True, **_TWO_STAGE),
     "autoint_mlp_two_stage": replace(
-        _REFERENCE_AUTOINT, model="autoint_mlp_two_stage", dnn_hidden_units=(64, 32), **_TWO_STAGE
+        _REFERENCE_AUTOINT,
+        model="autoint_mlp_two_stage",
+        architecture="autoint_mlp",
+        dnn_hidden_units=(64, 32),
+        **_TWO_STAGE,
     ),
     "autoint_tuned": replace(
         _REFERENCE_AUTOINT,
@@ -247,6 +272,20 @@ MODELS = {
         fresh_negatives=True,
     ),
 }
+# The study's other rankers: the AutoInt+MLP ranker's two-stage settings (the same lists, epochs, learning rate and
+# batch), and DeepCTR 0.9.4's defaults for everything their constructors own: a 256-128-64 DNN without dropout, and
+# L2 1e-5 on the embeddings (1e-6 in DIN and BST).
+MODELS |= {
+    architecture + MODES["two_stage"]: replace(
+        _REFERENCE_AUTOINT,
+        model=architecture + MODES["two_stage"],
+        architecture=architecture,
+        dnn_hidden_units=(256, 128, 64),
+        l2_reg_embedding=1e-6 if architecture in ("din", "bst") else 1e-5,
+        **_TWO_STAGE,
+    )
+    for architecture in STUDY_ARCHITECTURES
+}
 
 
 # What a model changes on the temporal split: there a two-stage ranker learns from each user's latest
@@ -277,13 +316,14 @@ def models_of(*modes: str) -> tuple[str, ...]:
 
 REFERENCE_MODELS = models_of("reference")
 TWO_STAGE_MODELS = models_of("two_stage")
+STUDY_RANKERS = tuple(model_name(architecture) for architecture in STUDY_ARCHITECTURES)
 # What each Make path trains and evaluates, per split. `make all` is the product: the reference models
 # (for the reproduction) and the default recommenders on the random split. `make study` adds the tuned
-# and sampled models and the temporal split.
+# and sampled models, the other DeepCTR rankers and the temporal split.
 PRODUCT_MODELS = {"random": models_of("reference", "two_stage")}
 STUDY_MODELS = {
-    "random": models_of("reference", "two_stage", "tuned", "sampled"),
-    "temporal": models_of("two_stage", "sampled"),
+    "random": models_of("reference", "two_stage", "tuned", "sampled") + STUDY_RANKERS,
+    "temporal": models_of("two_stage", "sampled") + STUDY_RANKERS,
 }
 # The models recommend, bench, the web page and the service can load (all trained by `make all`).
 SERVED_MODES = ("two_stage", "reference")
@@ -331,6 +371,7 @@ REFERENCE_TABLE = {
 REPRO_TOLERANCE = 0.005
 TOP_N = 10
 MAX_LIKED = 500  # the most movies a new person's liked list may name (the CLI, the page, the service)
+BECAUSE_N = 3  # liked movies named per recommended movie ("because you liked"), those adding most to its score
 # Movies per user in the precomputed tables of the two-stage models (`make precompute`): a default request
 # for at most this many is answered from the table.
 PRECOMPUTED_N = 100
@@ -346,9 +387,10 @@ GOALS = {
     "tuned_auc": 0.83,  # reference task with the liked history: test AUC
     "tuned_reference_ndcg": 0.69,  # ... and reference-protocol NDCG@10
     "ranker_train_seconds": 300,  # default ranker training
-    "one_user_ms": 20,  # one user's Top-10 end to end (retrieval + ranking), warm
+    "scored_cpu_ms": 5,  # a Top-10 scored when asked (retrieval + ranking), warm, CPU time (LiteRT)
     "all_users_s": 30,  # every user's Top-10
-    "recommend_peak_rss_gib": 2.0,  # peak RSS of `python -m pipeline recommend`
+    "cold_recommend_s": 3,  # a cold `python -m pipeline recommend --liked ...` or `--user 3 --month 1`, wall
+    "cold_recommend_peak_rss_mib": 500,  # ... and its peak RSS
 }
 
 # Sizes of `make tune` (pipeline/tune.py): the share of a split's training rows carved out for validation,
@@ -356,7 +398,7 @@ GOALS = {
 TUNE = {"validation_share": 0.1, "users": 1000}
 
 # Sizes of `make bench` (pipeline/bench.py).
-BENCH = {"repeats": 50, "plain_users": 200, "cold_runs": 3}
+BENCH = {"repeats": 50, "cold_runs": 3, "liked": (2571, 1196, 260)}
 
 # --- Baselines -----------------------------------------------------------------------------------------
 # Weight of the global positive rate in the positive-rate baseline, in pseudo-ratings: a movie with 10
@@ -374,11 +416,40 @@ Split = choice("Split", SPLITS)
 Model = choice("Model", MODELS)
 Architecture = choice("Architecture", (*ARCHITECTURES, "both"))
 ServedMode = choice("ServedMode", SERVED_MODES)
+# What scores on the serving paths: the models' LiteRT files (no TensorFlow) or their .keras files.
+Runtime = choice("Runtime", ("litert", "keras"))
+RUNTIME_HELP = "litert: the models' LiteRT files, no TensorFlow (default); keras: their .keras files."
 
 
 def model_path(name: str, split: str = "random", models_dir: Path = MODELS_DIR) -> Path:
     """Where model `name` trained on `split` is saved: models/<name>.keras or models/temporal/<name>.keras."""
     return (models_dir if split == "random" else models_dir / split) / f"{name}.keras"
+
+
+# --- LiteRT (pipeline/ranking/export.py, runtimes.py): the served models without TensorFlow ---------------
+# Each served model is also written as a LiteRT file beside its .keras (make export): float32, which the
+# serving paths run, and, for make bench-litert, dynamic-range int8 and float16 variants. A quantized variant
+# would be served only if it were within 0.001 of float32's Recall@10 and NDCG@10 and faster
+# (docs/serving.md, "LiteRT"; artifacts/litert_bench.json).
+LITERT = {
+    "variants": ("float32", "int8", "float16"),
+    "served_variant": "float32",
+    # One thread per process: a request scores ~100 rows, and the service runs one process per core.
+    "threads": 1,
+    # Rows per interpreter call: on 2 cores 4,096 rows scored 60,000 candidate rows in 0.82 s, 32,768 in 2.4 s
+    # (the larger intermediate tensors fall out of the caches); 100 rows (one list) 0.85 s.
+    "batch_rows": 4096,
+}
+
+
+# make bench-litert (pipeline/bench/litert_bench.py): random liked lists and reference-mode users compared.
+LITERT_BENCH = {"liked_lists": 100, "reference_users": 200, "repeats": 30, "seed": 0}
+
+
+def litert_path(name: str, split: str = "random", models_dir: Path = MODELS_DIR, variant: str = "float32") -> Path:
+    """Model `name`'s LiteRT file: <name>.tflite (float32) or <name>.<variant>.tflite beside its .keras."""
+    keras = model_path(name, split, models_dir)
+    return keras.with_name(keras.stem + ("" if variant == "float32" else f".{variant}") + ".tflite")
 
 
 # --- Serving (pipeline/serving/service.py, http_api.py) ---
@@ -390,8 +461,6 @@ SERVE = {
     # line; more threads would only interleave the same GIL-bound work (README "Serving", make bench-serve).
     "workers": 2,
     "threads": 1,
-    "worker_healthcheck_s": 30,  # uvicorn restarts a worker that does not answer its supervisor for this long
-    "tf_threads": 1,  # TensorFlow's intra- and inter-op threads per worker (a request scores ~100 rows)
     "preload_modes": ("two_stage",),  # loaded and warmed at start-up; the reference models load on first use
     "max_n": 100,  # the most movies one request may ask for (a two-stage list holds 100 candidates)
     "max_search": 100,  # the most titles one search returns
@@ -406,18 +475,40 @@ SERVE = {
 # asking for a random user's default Top-N (answered from the precomputed table), or, with a `query` that
 # names a context, a Top-N scored when asked; `warmup_seconds` of the first load come first and are not counted.
 SERVE_BENCH = {
+    # Each phase: `clients` keep-alive connections for `seconds`, one kind of request (serve_bench.py); `runs`
+    # repeats it against the same service (whether throughput depends on where connections landed).
     "phases": (
-        {"clients": 16, "seconds": 30},
-        {"clients": 64, "seconds": 30},
-        {"clients": 16, "seconds": 30, "query": "month=1"},
+        {"kind": "precomputed", "clients": 16, "seconds": 10, "runs": 5},
+        {"kind": "month", "clients": 16, "seconds": 15},
+        {"kind": "new person", "clients": 16, "seconds": 15},
+        {"kind": "precomputed", "clients": 64, "seconds": 10},
     ),
-    "warmup_seconds": 3,
+    "warmup_seconds": 2,
     "n": TOP_N,
     "seed": 0,
     "ready_timeout_s": 300,
+    # The new people of the "new person" phase: 1 to 10 liked movies (MovieLens IDs).
+    "liked_lists": (
+        (2571,),
+        (2571, 1196, 260),
+        (318, 527, 593),
+        (1, 2355, 3114, 588, 595),
+        (2858, 1265, 1197, 1210, 1270, 2028, 110, 1198, 480, 589),
+    ),
 }
-# The service's targets at 16 clients (make bench-serve states each, met or not).
-SERVE_TARGETS = {"clients": 16, "p99_ms": 150, "requests_per_s": 200, "startup_s": 15, "errors": 0}
+# The service's targets at 16 connections (make bench-serve states each for LiteRT, met or not): scored answers
+# (another month, a new person) and precomputed ones, slowest run ÷ fastest of the precomputed ones, each worker's
+# RSS, and start-up until every worker is warm.
+SERVE_TARGETS = {
+    "clients": 16,
+    "scored_requests_per_s": 200,
+    "p99_ms": 150,
+    "precomputed_requests_per_s": 500,
+    "slowest_over_fastest": 0.8,
+    "worker_rss_mib": 500,
+    "startup_s": 5,
+    "errors": 0,
+}
 
 
 # --- Scale: streaming input, workers, synthetic data ---

@@ -217,19 +217,23 @@ def makefile_variables(models_dir: Path) -> str:
     def pairs_of(path):
         return [(name, split) for split, names in PATHS[path].items() for name in names]
 
+    def litert_files(names, variants=("float32",)):
+        return " ".join(str(config.litert_path(name, "random", models_dir, v)) for v in variants for name in names)
+
     every = every_model()
+    served = config.models_of(*config.SERVED_MODES)
     variables = {
         "PRODUCT_MODEL_FILES": files(pairs_of("product")),
         "STUDY_MODEL_FILES": files(pairs_of("study")),
         "REFERENCE_MODEL_FILES": files((name, "random") for name in config.REFERENCE_MODELS),
         "FIELD_MODEL_FILES": files(pair for pair in every if not config.MODELS[pair[0]].candidates),
         "TWO_STAGE_MODEL_FILES": files(pair for pair in every if config.MODELS[pair[0]].candidates),
-        "SERVED_MODEL_FILES": files(
-            (config.model_name(architecture, mode), "random")
-            for mode in config.SERVED_MODES
-            for architecture in config.ARCHITECTURES
-        ),
+        "SERVED_MODEL_FILES": files((name, "random") for name in served),
         "DEFAULT_MODEL_FILES": files((name, "random") for name in config.TWO_STAGE_MODELS),
+        # Their LiteRT files (make export), which the serving paths run; the quantized ones for make bench-litert.
+        "SERVED_LITERT_FILES": litert_files(served),
+        "DEFAULT_LITERT_FILES": litert_files(config.TWO_STAGE_MODELS),
+        "QUANTIZED_LITERT_FILES": litert_files(served, [v for v in config.LITERT["variants"] if v != "float32"]),
         "PRECOMPUTED": " ".join(
             str(models_dir.parent / "precomputed" / f"{name}.parquet") for name in config.TWO_STAGE_MODELS
         ),

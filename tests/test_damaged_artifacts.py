@@ -25,19 +25,9 @@ DEFAULT = config.model_name(config.DEFAULT_ARCHITECTURE)  # autoint_mlp_two_stag
 OTHER = config.model_name("autoint")  # autoint_two_stage
 
 
-@pytest.fixture(scope="module")
-def finished_run(small_run, tmp_path_factory) -> Path:
-    """The small run with every user's precomputed Top-20 of both two-stage models, as `make all` leaves it."""
-    root = tmp_path_factory.mktemp("finished") / "run"
-    shutil.copytree(small_run, root)
-    result = CliRunner().invoke(app, ["precompute", "--n", "20", *dirs(root)])
-    assert result.exit_code == 0, result.output
-    return root
-
-
 @pytest.fixture
 def run(finished_run, tmp_path) -> Path:
-    """A copy of the finished run for one test to damage."""
+    """A copy of the finished run (conftest: the small run with its precomputed tables) for one test to damage."""
     shutil.copytree(finished_run, tmp_path / "run")
     return tmp_path / "run"
 
@@ -76,9 +66,20 @@ def recommend(root: Path, *args: str):
 def test_a_truncated_model_names_the_file_and_make_train(run):
     truncate(model_file(run))
     one_line(
-        recommend(run, "--user", "3", "--month", "1"), f"{DEFAULT}.keras is damaged", f"`make train MODEL={DEFAULT}`"
+        recommend(run, "--user", "3", "--month", "1", "--runtime", "keras"),
+        f"{DEFAULT}.keras is damaged",
+        f"`make train MODEL={DEFAULT}`",
     )
-    # The other architecture, and the damaged model's answers from the table made before, still work.
+    # The other architecture still works; and the serving paths score from the LiteRT file, which is intact.
+    assert (
+        recommend(run, "--user", "3", "--architecture", "autoint", "--month", "1", "--runtime", "keras").exit_code == 0
+    )
+    assert recommend(run, "--user", "3", "--month", "1").exit_code == 0
+
+
+def test_a_truncated_litert_file_names_the_file_and_make_export(run):
+    truncate(model_file(run, suffix=".tflite"))
+    one_line(recommend(run, "--user", "3", "--month", "1"), f"{DEFAULT}.tflite is damaged", "`make export`")
     assert recommend(run, "--user", "3", "--architecture", "autoint", "--month", "1").exit_code == 0
 
 
@@ -105,11 +106,11 @@ def test_a_truncated_retrieval_stage_names_make_retrieval(run):
 
 
 def test_the_issues_case_from_a_new_process_is_one_line_and_exit_2(run):
-    truncate(model_file(run), 20_000)
+    truncate(model_file(run, suffix=".tflite"), 20_000)  # the file the serving paths score with
     command = [sys.executable, "-m", "pipeline", "recommend", "--user", "3", "--month", "1", *dirs(run)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
-    assert f"{DEFAULT}.keras is damaged" in done.stderr and f"`make train MODEL={DEFAULT}`" in done.stderr
+    assert f"{DEFAULT}.tflite is damaged" in done.stderr and "`make export`" in done.stderr
 
 
 def test_a_damaged_file_is_looked_at_once_then_remembered(run, monkeypatch):
@@ -128,8 +129,9 @@ def test_a_damaged_file_is_looked_at_once_then_remembered(run, monkeypatch):
 
 @pytest.fixture
 def degraded(run):
-    """The service over a run whose default model is truncated and whose other two-stage table is text."""
-    truncate(model_file(run))
+    """The service over a run whose default model's LiteRT file is truncated and whose other two-stage table is
+    text."""
+    truncate(model_file(run, suffix=".tflite"))
     overwrite(precomputed_path(OTHER, run / "artifacts" / "models"))
     service = create_app(run / "data" / "processed", run / "artifacts" / "models", threads=1)
     with TestClient(service) as client:
@@ -140,8 +142,8 @@ def test_the_service_starts_degraded_and_health_says_what_and_why(degraded):
     health = degraded.get("/v1/health").json()
     assert health["status"] == "degraded" and len(health["problems"]) == 2
     broken, table = health["models"][DEFAULT], health["models"][OTHER]
-    assert not broken["usable"] and f"{DEFAULT}.keras is damaged" in broken["problem"]
-    assert f"`make train MODEL={DEFAULT}`" in broken["problem"] and broken["problem"] in health["problems"]
+    assert not broken["usable"] and f"{DEFAULT}.tflite is damaged" in broken["problem"]
+    assert "`make export`" in broken["problem"] and broken["problem"] in health["problems"]
     assert table["usable"] and not table["precomputed"] and "`make precompute`" in table["precomputed_problem"]
     for name in config.models_of("reference"):
         assert health["models"][name]["usable"] and health["models"][name]["problem"] is None
@@ -157,7 +159,7 @@ def test_requests_that_need_a_damaged_file_answer_503_and_the_others_are_served(
     assert answer.status_code == 503
     body = answer.json()
     assert body["error"] == "unavailable" and body["message"] == health["models"][DEFAULT]["problem"]
-    assert body["file"].endswith(f"{DEFAULT}.keras") and body["rebuild"] == f"make train MODEL={DEFAULT}"
+    assert body["file"].endswith(f"{DEFAULT}.tflite") and body["rebuild"] == "make export"
     answer = degraded.get("/v1/users/3/recommendations", params={"architecture": "autoint"})
     assert answer.status_code == 503 and answer.json()["rebuild"] == "make precompute"
     served = [
@@ -175,7 +177,7 @@ def test_requests_that_need_a_damaged_file_answer_503_and_the_others_are_served(
 def test_new_people_are_served_by_the_intact_model_and_refused_by_the_damaged_one(degraded):
     movie_ids = [item["movie_id"] for item in degraded.get("/v1/movies", params={"q": "movie"}).json()["items"][:3]]
     answer = degraded.post("/v1/recommendations", json={"liked": movie_ids})
-    assert answer.status_code == 503 and answer.json()["rebuild"] == f"make train MODEL={DEFAULT}"
+    assert answer.status_code == 503 and answer.json()["rebuild"] == "make export"
     answer = degraded.post("/v1/recommendations", json={"liked": movie_ids, "architecture": "autoint"})
     assert answer.status_code == 200 and len(answer.json()["items"]) == config.TOP_N
 
@@ -193,13 +195,13 @@ def test_damaged_data_still_starts_a_service_that_says_why(run):
 
 
 def test_the_page_says_the_same_sentence(run, monkeypatch):
-    truncate(model_file(run))
+    truncate(model_file(run, suffix=".tflite"))
     monkeypatch.setenv("ML_PIPELINE_ROOT", str(run))
     page = AppTest.from_file(APP, default_timeout=120)
     page.run()
     assert not page.exception
     problem = Recommender.load(run / "data" / "processed", run / "artifacts" / "models").problems(DEFAULT)[0]
-    assert f"`make train MODEL={DEFAULT}`" in problem
+    assert "`make export`" in problem
     assert any(problem in warning.value for warning in page.warning)
     assert any(error.value == problem for error in page.error)  # the user view's default model
     page.selectbox[0].set_value("autoint")

@@ -256,5 +256,5 @@ def test_make_runs_preprocess_again_when_a_table_is_damaged(tree, small_processe
     # encoders.json is what every later stage is made from: all of make all runs again, preprocess first.
     assert [stage.split()[0] for stage in stages] == [
         *("preprocess", "train", "train", "candidates", "train", "train"),
-        *("retrieval", "evaluate", "report", "precompute", "recommend"),
+        *("retrieval", "evaluate", "report", *["export"] * 4, "precompute", "recommend"),
     ]

@@ -18,6 +18,7 @@ from pipeline import config
 from pipeline.cli import app
 from pipeline.data import preprocess
 from pipeline.ranking import candidates, list_shards, model_files, ranker_inputs, scorers
+from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.retrieval import retriever
 from pipeline.training import distributed, ranker
 from tests.fake_movielens import write_fake_movielens
@@ -25,7 +26,8 @@ from tests.fake_movielens import write_fake_movielens
 MODEL = "autoint_mlp_sampled"
 TWO_STAGE = "autoint_mlp_two_stage"
 # Lists of 30 candidates (the 100-movie catalogue's users have ~80 unseen movies), 20 lists a global batch.
-TWO_STAGE_OPTIONS = ("--candidates", "30", "--batch-size", "600", "--validation-split", "0.1", "--candidate-lists")
+LIST_OPTIONS = ("--candidates", "30", "--batch-size", "600")
+TWO_STAGE_OPTIONS = (*LIST_OPTIONS, "--validation-split", "0.1", "--candidate-lists")
 TIMEOUT_S = 240
 
 
@@ -133,7 +135,7 @@ def test_two_workers_train_the_two_stage_ranker_from_its_shards_and_the_chief_mo
     cfg = config.train_config(log["config"])
     ranker_model = scorers.TwoStage(
         retrieval=retriever.fit(data.train, len(data.users), len(data.movies)),
-        scorer=scorers.ListScorer(model_files.load_keras(tmp_path / f"{TWO_STAGE}.keras"), cfg),
+        scorer=scorers.ListScorer(KerasRuntime(model_files.load_keras(tmp_path / f"{TWO_STAGE}.keras")), cfg),
         movies=ranker_inputs.movie_table(data.movies),
     )
     lists = candidates.user_lists(ranker_model.retrieval, data.train, data.users, cfg)
@@ -143,7 +145,10 @@ def test_two_workers_train_the_two_stage_ranker_from_its_shards_and_the_chief_mo
 
 
 def test_a_worker_that_dies_fails_the_run_cleanly_and_no_model_is_written(processed_dir, list_folder, tmp_path):
-    run = start(processed_dir, tmp_path, "--epochs", "200", *TWO_STAGE_OPTIONS, str(list_folder), model=TWO_STAGE)
+    # Epochs of one global batch (20 lists) and no validation pass: the first epoch ends as soon as both workers
+    # have traced the step, and training is under way when worker 1 is killed.
+    options = ("--epochs", "200", "--epoch-lists", "20", *LIST_OPTIONS, "--candidate-lists", str(list_folder))
+    run = start(processed_dir, tmp_path, *options, model=TWO_STAGE)
     lines, pids = lines_of(run.stdout), {}
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:

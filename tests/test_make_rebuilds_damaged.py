@@ -38,7 +38,14 @@ def test_a_damaged_model_retrains_that_model_and_what_it_feeds_only(tree):  # no
     started = time.perf_counter()
     done, stages = make(tree, "all")
     assert done.returncode == 0, done.stderr
-    assert [stage.split()[0] for stage in stages] == ["train", "evaluate", "report", "precompute", "recommend"]
+    assert [stage.split()[0] for stage in stages] == [
+        "train",
+        "evaluate",
+        "report",
+        "export",
+        "precompute",
+        "recommend",
+    ]
     assert "--model autoint_mlp_two_stage" in stages[0]
     assert "artifacts/models/autoint_mlp_two_stage.keras is damaged" in done.stderr and "moved aside" in done.stderr
     assert (tree / "artifacts" / "models" / ".damaged-autoint_mlp_two_stage.keras").is_file()
@@ -51,7 +58,7 @@ def test_a_damaged_training_log_retrains_its_model(tree):  # noqa: F811
     recording(tree)
     damage(tree / "artifacts" / "models" / "autoint.training_log.json")
     done, stages = make(tree, "all")
-    assert [stage.split()[0] for stage in stages] == ["train", "evaluate", "report", "recommend"]
+    assert [stage.split()[0] for stage in stages] == ["train", "evaluate", "report", "export", "recommend"]
     assert "--model autoint " in stages[0] + " "
 
 

@@ -39,6 +39,12 @@ if command == "train":
     made = [f"artifacts/models/{'' if split == 'random' else split + '/'}{option('--model')}.keras"]
 if command == "precompute":
     made = [f"artifacts/precomputed/{name}.parquet" for name in ("autoint_two_stage", "autoint_mlp_two_stage")]
+if command == "export":
+    served = ["autoint_two_stage", "autoint_mlp_two_stage", "autoint", "autoint_mlp"]
+    names = [args[i + 1] for i, arg in enumerate(args) if arg == "--model"] or served
+    variants = [args[i + 1] for i, arg in enumerate(args) if arg == "--variant"] or ["float32"]
+    folder = option("--models-dir", "artifacts/models")
+    made = [f"{folder}/{name}{'' if v == 'float32' else '.' + v}.tflite" for name in names for v in variants]
 if command in ("retrieval", "candidates"):
     split = option("--split", "random")
     made_file = "retrieval.npz" if command == "retrieval" else "candidate_lists/lists.json"
@@ -108,6 +114,7 @@ def test_a_second_make_all_redoes_nothing(tree):
         "retrieval",
         "evaluate",
         "report",
+        *["export"] * 4,  # one per served model, so that a retrained one re-exports only itself
         "precompute",
         "recommend",
     ]
@@ -130,20 +137,28 @@ def test_a_comment_or_another_models_settings_retrain_nothing_and_a_models_own_s
     assert stages == ["recommend --user 3"]
     edit_config(
         tree,
-        'TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.4)',
-        'TrainConfig(model="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.3)',
+        'architecture="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.4',
+        'architecture="autoint_mlp", dnn_hidden_units=(32, 32), dnn_dropout=0.3',
     )
     done, stages = make(tree, "all")
     assert trained(stages) == ["autoint_mlp"]
-    assert [stage.split()[0] for stage in stages] == ["train", "evaluate", "report", "recommend"]
+    assert [stage.split()[0] for stage in stages] == ["train", "evaluate", "report", "export", "recommend"]
+    assert "export --model autoint_mlp" in stages
     edit_config(
         tree,
-        'model="autoint_mlp_two_stage", dnn_hidden_units=(64, 32)',
-        'model="autoint_mlp_two_stage", dnn_hidden_units=(64, 16)',
+        'architecture="autoint_mlp",\n        dnn_hidden_units=(64, 32),',
+        'architecture="autoint_mlp",\n        dnn_hidden_units=(64, 16),',
     )
     done, stages = make(tree, "all")
     assert trained(stages) == ["autoint_mlp_two_stage"]
-    assert [stage.split()[0] for stage in stages] == ["train", "evaluate", "report", "precompute", "recommend"]
+    assert [stage.split()[0] for stage in stages] == [
+        "train",
+        "evaluate",
+        "report",
+        "export",
+        "precompute",
+        "recommend",
+    ]
 
 
 def test_code_changes_retrain_only_the_models_that_code_trains(tree):
@@ -243,9 +258,9 @@ def test_make_all_on_synthetic_data_runs_the_stages_the_scale_bench_times(tree):
         stage: " ".join(argument.replace(root, "") for argument in arguments[2:])
         for stage, arguments in scale_bench.stage_commands("1M").items()
     }
-    for stage in ("retrieval", "candidates", "ranker epoch", "evaluate", "precompute"):
+    for stage in ("retrieval", "candidates", "ranker epoch", "export", "evaluate", "precompute"):
         assert benched[stage] in stages, (stage, benched[stage], stages)
     # Its own folders, never ML-1M's; and a DATA that names no synthetic set is one line.
-    assert all("data/synthetic-1m/" in stage for stage in stages[1:])
+    assert all("/synthetic-1m/" in stage for stage in stages[1:])
     done, _ = make(tree, "all", "DATA=movielens-25m")
     assert done.returncode == 2 and "expected synthetic-<size>" in done.stderr

@@ -16,6 +16,7 @@ from pipeline.bench.recommend_bench import plain_predict
 from pipeline.cli import app
 from pipeline.data.movielens import OCCUPATION_LABELS
 from pipeline.ranking import architecture, model_files
+from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.ranking.scorers import ModelScorer, top_n
 from pipeline.serving import answers
 from pipeline.serving.recommender import Recommender, RecommendError
@@ -82,7 +83,7 @@ def test_liked_history_is_every_rating_of_four_or_more_newest_first(rec, ratings
 @pytest.mark.parametrize("mode", config.SERVED_MODES)
 def test_recommendations_are_n_unseen_movies_best_first(rec, ratings, mode):
     top = rec.recommend(7, "autoint", n=10, mode=mode)
-    assert list(top.columns) == ["rank", "movie_id", "title", "genres", "score"]
+    assert list(top.columns) == ["rank", "movie_id", "title", "genres", "score", "because"]
     assert list(top["rank"]) == list(range(1, 11))
     assert not set(top["movie_id"]) & set(ratings.loc[ratings["user"] == 7, "movie"])
     assert top["score"].is_monotonic_decreasing and top["movie_id"].is_unique
@@ -129,7 +130,7 @@ def test_the_traced_scorer_ranks_exactly_like_plain_predict(rec, small_run, name
     model = model_files.load_keras(config.model_path(name, "random", small_run / "artifacts" / "models"))
     users = rec.users.head(40).assign(rating_year=0, rating_month=3, rating_decade=0)
     exclude = rec.ratings[["user_id", "movie_id"]]
-    fast = top_n(ModelScorer(model), users, rec.movies, exclude, n=10)
+    fast = top_n(ModelScorer(KerasRuntime(model)), users, rec.movies, exclude, n=10)
     slow = top_n(plain_predict(model, batch_size=4096), users, rec.movies, exclude, n=10)
     assert len(fast) == 400
     assert (fast[["user_id", "rank", "movie_id"]].to_numpy() == slow[["user_id", "rank", "movie_id"]].to_numpy()).all()
@@ -163,7 +164,7 @@ def test_top_n_gives_the_same_lists_in_one_chunk_or_many(rec, small_run, name):
         score_fn = lambda inputs: scorer(inputs["user_id"], inputs["movie_id"])  # noqa: E731
     else:
         score_fn = ModelScorer(
-            model_files.load_keras(config.model_path(name, "random", small_run / "artifacts" / "models"))
+            KerasRuntime(model_files.load_keras(config.model_path(name, "random", small_run / "artifacts" / "models")))
         )
     users = rec.users.head(60).assign(rating_year=0, rating_month=3, rating_decade=0)
     exclude = rec.ratings[["user_id", "movie_id"]]
@@ -177,8 +178,8 @@ def test_model_scorer_gives_the_same_scores_across_batch_boundaries(rec, small_r
 
     model = model_files.load_keras(config.model_path("autoint", "random", small_run / "artifacts" / "models"))
     rows = rec.ratings.merge(rec.users, on="user_id").merge(rec.movies, on="movie_id").head(1000)
-    whole = score_rows(ModelScorer(model, batch_size=4096), rows)
-    batched = score_rows(ModelScorer(model, batch_size=97), rows)  # 11 batches, the last one short
+    whole = score_rows(ModelScorer(KerasRuntime(model, batch_rows=4096)), rows)
+    batched = score_rows(ModelScorer(KerasRuntime(model, batch_rows=97)), rows)  # 11 batches, the last one short
     np.testing.assert_allclose(whole, batched, rtol=1e-6)
     np.testing.assert_allclose(whole, model.predict(architecture.model_inputs(rows), verbose=0)[:, 0], rtol=1e-5)
 
@@ -244,7 +245,7 @@ def test_command_prints_profile_history_and_both_lists(small_run):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("user 3: ") and "liked history" in result.output
     header = [line for line in result.output.splitlines() if line.lstrip().startswith("rank")][0].split()
-    assert header == ["rank", "autoint_two_stage", "score", "autoint_mlp_two_stage", "score"]
+    assert header == ["rank", "autoint_two_stage", "score", "because", "autoint_mlp_two_stage", "score", "because"]
     ranks = [line.split()[0] for line in result.output.splitlines()[-5:]]
     assert ranks == ["1", "2", "3", "4", "5"]
 
@@ -333,28 +334,30 @@ def test_search_finds_titles_most_liked_first(rec, movies):
 
 def test_bench_writes_its_figures(small_run, tmp_path):
     out = tmp_path / "bench.json"
+    liked = "1,2,3"
     result = CliRunner().invoke(
-        app, ["bench", "--repeats", "2", "--plain-users", "5", "--cold-runs", "1", "--out", str(out), *dirs(small_run)]
+        app,
+        ["bench", "--repeats", "2", "--cold-runs", "1", "--liked", liked, "--out", str(out), *dirs(small_run)],
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
-    assert figures["reference_mode"]["same_ranking_fast_and_plain"] is True
+    assert set(figures["runtimes"]) == {"keras", "litert"}
+    assert figures["same_top10"] is True  # the LiteRT file ranks as its Keras model
     assert set(figures["ranker_train_s"]) == set(config.TWO_STAGE_MODELS)
-    assert 0 < figures["cold_recommend_peak_rss_gib"] < 8
-    assert "every user's Top-10" in result.output
+    for runtime in figures["runtimes"].values():
+        assert 0 < runtime["cold_liked"]["peak_rss_mib"] < 8192 and runtime["scored_new_person"]["cpu_ms"] > 0
+    assert figures["keras_over_litert"]["cold_liked"]["s"] > 0
+    assert "every user's Top-10" in result.output and "Keras ÷ LiteRT" in result.output
 
 
-def test_default_answers_come_from_a_fresh_precomputed_table_and_equal_the_scored_ones(small_run, tmp_path, rec):
+def test_default_answers_come_from_a_fresh_precomputed_table_and_equal_the_scored_ones(finished_run, tmp_path, rec):
     import os
     import shutil
 
+    # The finished run's tables (conftest: `precompute --n 20` on the small run), copied: the end makes them stale.
+    shutil.copytree(finished_run / "artifacts", tmp_path / "artifacts")
     models = tmp_path / "artifacts" / "models"
-    shutil.copytree(small_run / "artifacts" / "models", models)
-    processed = str(small_run / "data" / "processed")
-    result = CliRunner().invoke(
-        app, ["precompute", "--n", "20", "--processed-dir", processed, "--models-dir", str(models)]
-    )
-    assert result.exit_code == 0, result.output
+    processed = str(finished_run / "data" / "processed")
     table = pd.read_parquet(tmp_path / "artifacts" / "precomputed" / "autoint_mlp_two_stage.parquet")
     assert list(table.columns) == ["user_id", "rank", "movie_id", "score"] and table["rank"].max() == 20
     with_table = Recommender.load(processed, models)

@@ -341,3 +341,44 @@ def test_a_concurrent_burst_answers_every_request_for_its_own_user(client, rec):
         body = answer.json()
         assert body["user_id"] == ask[0] and body["architecture"] == ask[1]
         assert_same_items(body["items"], want[ask])
+
+
+def test_every_item_says_because_you_liked(client, rec):
+    body = client.get(RECOMMENDATIONS.format(user_id=7)).json()
+    want = list(rec.recommend(7)["because"])
+    assert [item["because"] for item in body["items"]] == want and any(want)
+    body = client.get(RECOMMENDATIONS.format(user_id=7), params={"month": 1, "n": 5}).json()
+    assert [item["because"] for item in body["items"]] == list(rec.recommend(7, month=1, n=5)["because"])
+    body = client.get(RECOMMENDATIONS.format(user_id=7), params={"mode": "reference", "n": 3}).json()
+    assert [item["because"] for item in body["items"]] == [[], [], []]
+    liked = [int(movie) for movie in rec.movies_by_likes()["movie_id"].iloc[[2, 8, 20]]]
+    body = client.post("/v1/recommendations", json={"liked": liked, "n": 5}).json()
+    want = list(rec.recommend_for_liked(liked, n=5)["because"])
+    assert [item["because"] for item in body["items"]] == want and any(want)
+    assert {movie["movie_id"] for item in body["items"] for movie in item["because"]} <= set(liked)
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["RankedMovie"]["properties"]["because"]["description"]
+    assert set(schema["BecauseMovie"]["properties"]) == {"movie_id", "title"}
+
+
+def test_connections_opened_together_are_spread_over_both_workers(service):
+    """Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new connections over them; with
+    one shared socket, 16 keep-alive connections opened at once often all landed on one worker."""
+    base = service[0]
+
+    def pids_of_fresh_connections(count: int) -> list[int]:
+        clients = [httpx.Client(base_url=base, timeout=60) for _ in range(count)]
+        try:
+            with ThreadPoolExecutor(count) as pool:
+                return list(pool.map(lambda http: http.get("/v1/health").json()["pid"], clients))
+        finally:
+            for http in clients:
+                http.close()
+
+    deadline = time.monotonic() + 120  # the second worker may still be starting: it listens once it is ready
+    while len(set(pids_of_fresh_connections(8))) < 2:
+        assert time.monotonic() < deadline, "only one worker ever answered"
+        time.sleep(0.5)
+    # Both listen now: 16 connections opened together all on one worker would happen with odds 2 in 65,536.
+    pids = pids_of_fresh_connections(16)
+    assert len(set(pids)) == 2, pids

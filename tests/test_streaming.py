@@ -10,6 +10,7 @@ import pytest
 from pipeline import config
 from pipeline.data import preprocess
 from pipeline.ranking import model_files
+from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.ranking.scorers import ModelScorer, score_rows
 from pipeline.training import sampling, stream_plan, streaming
 
@@ -164,5 +165,5 @@ def test_streamed_training_saves_a_model_that_loads_and_scores(processed_dir, da
     assert len(history["epochs"]) == 1 and np.isfinite(history["epochs"][0]["val_loss"])
     assert model_files.load_training_log("autoint_mlp_sampled", "random", tmp_path)["train_rows"] == 4 * len(data.train)
     model = model_files.load_keras(config.model_path("autoint_mlp_sampled", "random", tmp_path))
-    scores = score_rows(ModelScorer(model), data.test)
+    scores = score_rows(ModelScorer(KerasRuntime(model)), data.test)
     assert scores.shape == (len(data.test),) and ((scores > 0) & (scores < 1)).all()

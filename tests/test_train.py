@@ -7,6 +7,7 @@ import pytest
 from pipeline import config
 from pipeline.data import preprocess
 from pipeline.ranking import architecture, model_files
+from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.ranking.scorers import ModelScorer, score_rows
 from pipeline.training import sampling, train
 
@@ -45,22 +46,31 @@ def test_model_builds_trains_saves_and_reloads_with_identical_predictions(proces
     path = model_files.save_model(model, history, name, "random", tmp_path)
     reloaded = model_files.load_keras(path)
     before = model.predict(architecture.model_inputs(processed.test), verbose=0)[:, 0]
-    after = score_rows(ModelScorer(reloaded), processed.test)
+    after = score_rows(ModelScorer(KerasRuntime(reloaded)), processed.test)
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert ((after > 0) & (after < 1)).all()
     assert (tmp_path / f"{name}.training_log.json").is_file()
 
 
-def test_same_seed_gives_the_same_model(processed):
-    runs = [train.train_model(processed.train, processed.encoders.dims(), quick("autoint"))[1] for _ in range(2)]
-    assert runs[0]["epochs"][0]["val_loss"] == pytest.approx(runs[1]["epochs"][0]["val_loss"], abs=1e-6)
+# Three epochs at a constant learning rate of 1e-2: the model several tests of training mechanics compare with.
+PLAIN = quick("autoint", epochs=3, learning_rate=1e-2)
 
 
-def test_training_lowers_the_loss(processed):
-    _, history = train.train_model(
-        processed.train, processed.encoders.dims(), quick("autoint", epochs=3, learning_rate=1e-2)
+@pytest.fixture(scope="module")
+def plain(processed):
+    """PLAIN trained once for the module: (model, training log)."""
+    return train.train_model(processed.train, processed.encoders.dims(), PLAIN)
+
+
+def test_same_seed_gives_the_same_model(processed, plain):
+    again = train.train_model(processed.train, processed.encoders.dims(), PLAIN)[1]
+    assert [epoch["val_loss"] for epoch in again["epochs"]] == pytest.approx(
+        [epoch["val_loss"] for epoch in plain[1]["epochs"]], abs=1e-6
     )
-    losses = [epoch["loss"] for epoch in history["epochs"]]
+
+
+def test_training_lowers_the_loss(plain):
+    losses = [epoch["loss"] for epoch in plain[1]["epochs"]]
     assert losses[-1] < losses[0]
 
 
@@ -165,18 +175,18 @@ def test_lr_decay_lowers_the_learning_rate_every_epoch(processed):
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.5**2)
 
 
-def test_ema_leaves_the_model_with_slowly_moving_averaged_weights(processed):
+def test_ema_leaves_the_model_with_slowly_moving_averaged_weights(processed, plain):
     import tensorflow as tf
 
-    def distance_moved(cfg):
+    def distance_moved(cfg, model=None):
         tf.keras.utils.set_random_seed(cfg.seed)
         start = [w.numpy() for w in architecture.build_model(processed.encoders.dims(), cfg).trainable_weights]
-        model, _ = train.train_model(processed.train, processed.encoders.dims(), cfg)
+        model = model or train.train_model(processed.train, processed.encoders.dims(), cfg)[0]
         return sum(float(np.abs(w.numpy() - s).sum()) for w, s in zip(model.trainable_weights, start))
 
-    plain = distance_moved(quick("autoint", learning_rate=1e-2))
-    averaged = distance_moved(quick("autoint", learning_rate=1e-2, ema_momentum=0.999))
-    assert 0 < averaged < 0.5 * plain
+    moved = distance_moved(PLAIN, plain[0])
+    averaged = distance_moved(dataclasses.replace(PLAIN, ema_momentum=0.999))
+    assert 0 < averaged < 0.5 * moved
 
 
 def test_recency_weight_weighs_a_users_later_ratings_more_and_negatives_as_their_rating(processed):

@@ -37,6 +37,8 @@ def test_command_overrides_and_settings_file_reach_the_model(raw_dir, tmp_path):
             "--negatives",
             "1",
             "--fresh-negatives",
+            "--att-layer-num",
+            "1",
             "--processed-dir",
             str(tmp_path / "processed"),
             "--models-dir",
@@ -47,6 +49,7 @@ def test_command_overrides_and_settings_file_reach_the_model(raw_dir, tmp_path):
     cfg = json.loads((tmp_path / "models" / "autoint_mlp.training_log.json").read_text())["config"]
     assert (cfg["epochs"], cfg["dnn_hidden_units"], cfg["learning_rate"]) == (2, [8], 0.003)
     assert (cfg["negatives"], cfg["fresh_negatives"], cfg["dnn_dropout"]) == (1, True, 0.4)
+    assert cfg["att_layer_num"] == 1  # one layer: the options are what is tested, and it trains in less time
     assert [line.split()[0] for line in result.output.splitlines()[-3:-1]] == ["1", "2"]  # the epoch table
 
 

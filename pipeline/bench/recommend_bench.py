@@ -1,15 +1,16 @@
-"""`make bench`: how fast and how big recommending is, on the models of `make all`.
+"""`make bench`: how fast and how big recommending is, on the models of `make all`, through both runtimes side
+by side in one run (the models' LiteRT files, which the serving paths run, and their .keras files).
 
-Prints a table and writes artifacts/bench.json:
-  one user          one user's Top-10 through `recommend`, warm, median of --repeats runs: scored now
-                    (retrieval + ranking for the default model) and from the precomputed table
+Prints a table and writes artifacts/bench.json; per runtime:
+  scored request    warm, median of --repeats: user 3's Top-10 scored now in another month (retrieval +
+                    ranking) and a new person's from three liked movies; wall and CPU milliseconds
+  precomputed       user 3's default Top-10 from the precomputed table
   every user        every user's Top-10 (`recommend_all`)
-  cold start        wall time and peak RSS of `python -m pipeline recommend --user 3` in a new process
-  ranker training   the default models' training time, from their history
-  reference mode    the reference model ranking the whole catalogue: the traced scorer (ModelScorer, used by
-                    the evaluation of the 14-field models) against plain `Model.predict`
-The targets are config.GOALS. The load average is recorded too: on a small shared machine, other work
-moves every figure.
+  reference mode    the reference AutoInt+MLP ranking one user's whole catalogue
+  cold start        wall time and peak RSS of `python -m pipeline recommend --liked ...` and `--user 3 --month 1`
+                    in new processes (median and largest of --cold-runs)
+and Keras ÷ LiteRT ratios. The targets are config.GOALS. The load average is recorded too: on a small shared
+machine, other work moves every figure (the ratios much less: both runtimes run one after the other).
 """
 
 from __future__ import annotations
@@ -26,13 +27,10 @@ import numpy as np
 import typer
 
 from pipeline import config
-from pipeline.data.history import latest_context
 from pipeline.files import write_json
-from pipeline.ranking import model_files
 from pipeline.ranking.model_files import load_training_log
-from pipeline.ranking.scorers import top_n
 from pipeline.serving.recommender import Recommender, RecommendError, parse_user
-from pipeline.serving.terminal import fail
+from pipeline.serving.terminal import fail, parse_liked
 
 REPO = config.REPO_DIR
 
@@ -43,11 +41,6 @@ def seconds(call) -> float:
     return time.perf_counter() - started
 
 
-def median_seconds(call, repeats: int) -> float:
-    call()
-    return statistics.median(seconds(call) for _ in range(repeats))
-
-
 def plain_predict(model, batch_size: int = 65_536):
     """`Model.predict` as a score function: the reference whose ranking the fast path must match."""
     return lambda inputs: model.predict(
@@ -55,25 +48,11 @@ def plain_predict(model, batch_size: int = 65_536):
     )[:, 0]
 
 
-def scored_rows(users, n_movies: int, exclude) -> int:
-    """How many (user, movie) pairs top_n scores for `users`: all of them minus the excluded ones."""
-    return len(users) * n_movies - int(exclude["user_id"].isin(users["user_id"]).sum())
-
-
-def cold_start(user_id: int, processed_dir: Path, models_dir: Path, runs: int) -> tuple[float | None, float | None]:
-    """Median wall seconds and the largest peak RSS (GiB) of `python -m pipeline recommend` in new processes."""
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "recommend",
-        "--user",
-        str(user_id),
-        "--processed-dir",
-        str(processed_dir),
-        "--models-dir",
-        str(models_dir),
-    ]
+def cold_start(arguments: list[str], processed_dir: Path, models_dir: Path, runtime: str, runs: int) -> dict:
+    """Median wall seconds and the largest peak RSS (MiB) of `python -m pipeline recommend <arguments>` in new
+    processes, and whether TensorFlow was imported."""
+    command = [sys.executable, "-m", "pipeline", "recommend", *arguments, "--runtime", runtime]
+    command += ["--processed-dir", str(processed_dir), "--models-dir", str(models_dir)]
     # A child forked from this (large) process starts with this process's pages counted in its peak RSS, so
     # the command runs under a small Python launcher that reports its own child's peak (KiB on Linux).
     launcher = [
@@ -89,143 +68,172 @@ def cold_start(user_id: int, processed_dir: Path, models_dir: Path, runs: int) -
         if done.returncode != 0:
             raise RecommendError(f"`{' '.join(command[2:])}` failed: {done.stderr.strip()}")
         walls.append(time.perf_counter() - started)
-        peaks.append(int(done.stdout.split()[-1]) / 2**20)
-    return (round(statistics.median(walls), 2), round(max(peaks), 2)) if runs else (None, None)
+        peaks.append(int(done.stdout.split()[-1]) / 2**10)
+    return (
+        {
+            "command": "python " + " ".join(command[1 : 5 + len(arguments)]),
+            "s": round(statistics.median(walls), 2),
+            "peak_rss_mib": round(max(peaks)),
+        }
+        if runs
+        else {}
+    )
 
 
-def reference_mode(rec, user_id: int, repeats: int, plain_users: int) -> dict:
-    """The reference AutoInt+MLP over the whole catalogue: the traced scorer against plain Model.predict."""
+def warm_ms(call, repeats: int) -> dict:
+    """Median wall and mean CPU milliseconds of `call` over `repeats` runs, after one uncounted run."""
+    call()
+    walls, cpu = [], time.process_time()
+    for _ in range(repeats):
+        walls.append(seconds(call))
+    return {
+        "wall_ms": round(1000 * statistics.median(walls), 2),
+        "cpu_ms": round(1000 * (time.process_time() - cpu) / repeats, 2),
+    }
 
+
+def reference_one_user(rec, user_id: int, repeats: int) -> dict:
+    """The reference AutoInt+MLP ranking one user's whole catalogue (reference mode), warm."""
     name = config.model_name(config.DEFAULT_ARCHITECTURE, "reference")
-    fast = rec.scorer(name)
-    plain = plain_predict(model_files.load_keras(config.model_path(name, "random", rec.models_dir)))
-    code = rec.user_code(user_id)
-    one = rec.users[rec.users["user_id"] == code].assign(**rec.context_codes(*rec.context(user_id)))
-    rated = rec.user_ratings(code)[["user_id", "movie_id"]]
-    out = {"model": name}
-    for label, score_fn in (("fast", fast), ("plain", plain)):
-        call = partial(top_n, score_fn, one, rec.movies, rated, n=config.TOP_N)
-        out[f"one_user_ms_{label}"] = round(1000 * median_seconds(call, repeats), 1)
-    users = rec.users.join(latest_context(rec.ratings), on="user_id", how="inner")
-    exclude = rec.ratings[["user_id", "movie_id"]]
-    all_rows = scored_rows(users, len(rec.movies), exclude)
-    started = time.perf_counter()
-    fast_top = top_n(fast, users, rec.movies, exclude, n=config.TOP_N, progress=True)
-    out["all_users_s_fast"] = round(time.perf_counter() - started, 1)
-    sample = users.head(plain_users)
-    started = time.perf_counter()
-    plain_top = top_n(plain, sample, rec.movies, exclude, n=config.TOP_N)
-    out["all_users_s_plain"] = round(
-        (time.perf_counter() - started) * all_rows / scored_rows(sample, len(rec.movies), exclude), 1
-    )
-    out["all_users_plain_measured_on_users"] = len(sample)
-    both = fast_top[fast_top["user_id"].isin(sample["user_id"])].reset_index(drop=True)
-    out["same_ranking_fast_and_plain"] = bool(
-        len(both) == len(plain_top)
-        and (
-            both[["user_id", "rank", "movie_id"]].to_numpy() == plain_top[["user_id", "rank", "movie_id"]].to_numpy()
-        ).all()
-    )
-    return out
+    return warm_ms(partial(rec.top_for_user, name, user_id), repeats)
+
+
+def runtime_figures(
+    runtime: str, processed_dir: Path, models_dir: Path, user_id: int, liked: list[int], repeats: int, cold_runs: int
+) -> dict:
+    """Every figure of one runtime, and the Top-10s it gave (to compare the runtimes)."""
+    name = config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE)
+    rec = Recommender.load(processed_dir, models_dir, models=[name], runtime=runtime)
+    scored = partial(rec.top_for_user, name, user_id, month=1)
+    person = partial(rec.top_for_liked, name, liked)
+    figures = {
+        "scored_user_month": warm_ms(scored, repeats),
+        "scored_new_person": warm_ms(person, repeats),
+        "precomputed_user": warm_ms(partial(rec.top_for_user, name, user_id), repeats),
+        "reference_mode_one_user": reference_one_user(rec, user_id, repeats),
+    }
+    everyone = seconds(lambda: rec.recommend_all(progress=True))
+    figures["every_user_s"] = round(everyone, 1)
+    liked_text = ",".join(map(str, liked))
+    figures["cold_liked"] = cold_start(["--liked", liked_text], processed_dir, models_dir, runtime, cold_runs)
+    month = ["--user", str(user_id), "--month", "1"]
+    figures["cold_user_month"] = cold_start(month, processed_dir, models_dir, runtime, cold_runs)
+    tops = {"user": scored()["movie_id"].tolist(), "person": person()["movie_id"].tolist()}
+    return figures, tops
 
 
 def run_bench(
-    processed_dir: Path, models_dir: Path, user_id: int, repeats: int, plain_users: int, cold_runs: int
+    processed_dir: Path, models_dir: Path, user_id: int, liked: list[int], repeats: int, cold_runs: int
 ) -> dict:
-
-    name = config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE)
-    rec = Recommender.load(processed_dir, models_dir, models=[name])
     results = {
-        "model": name,
-        "catalogue": len(rec.movies),
-        "users": len(rec.users),
+        "model": config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE),
+        "user": user_id,
+        "liked": liked,
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "targets": config.GOALS,
+        "runtimes": {},
     }
-    # Scored now (retrieval + ranking), in the user's own context given explicitly, which bypasses the
-    # precomputed table; then the same request as make recommend makes it, answered from that table.
-    year, month = rec.context(user_id, None, None)
-    scored = partial(rec.recommend, user_id, year=year, month=month)
-    results["one_user_ms"] = round(1000 * median_seconds(scored, repeats), 1)
-    results["one_user_precomputed_ms"] = round(1000 * median_seconds(lambda: rec.recommend(user_id), repeats), 1)
-    results["all_users_s"] = round(seconds(lambda: rec.recommend_all(progress=True)), 1)
-    results["cold_recommend_s"], results["cold_recommend_peak_rss_gib"] = cold_start(
-        user_id, processed_dir, models_dir, cold_runs
-    )
+    tops = {}
+    for runtime in (runtime.value for runtime in config.Runtime):
+        results["runtimes"][runtime], tops[runtime] = runtime_figures(
+            runtime, processed_dir, models_dir, user_id, liked, repeats, cold_runs
+        )
+    results["same_top10"] = tops["litert"] == tops["keras"]
+    results["keras_over_litert"] = ratios(results["runtimes"]["keras"], results["runtimes"]["litert"])
     results["ranker_train_s"] = {
         ranker: load_training_log(ranker, "random", models_dir)["train_seconds"]
         for ranker in config.TWO_STAGE_MODELS
         if config.model_path(ranker, "random", models_dir).is_file()
     }
-    results["reference_mode"] = reference_mode(rec, user_id, repeats, plain_users)
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
 
-def table(results: dict, user_id: int, repeats: int) -> str:
-    goals, reference = config.GOALS, results["reference_mode"]
+def ratios(slow: dict, fast: dict) -> dict:
+    """slow ÷ fast of every number the two figures dicts share (nested one level)."""
+    out = {}
+    for key, value in slow.items():
+        if isinstance(value, dict):
+            out[key] = {
+                k: round(v / fast[key][k], 2) for k, v in value.items() if isinstance(v, int | float) and fast[key][k]
+            }
+        elif isinstance(value, int | float) and fast[key]:
+            out[key] = round(value / fast[key], 2)
+    return out
+
+
+def table(results: dict) -> str:
+    goals, keras, lite, ratio = (
+        results["targets"],
+        results["runtimes"]["keras"],
+        results["runtimes"]["litert"],
+        results["keras_over_litert"],
+    )
+    user = results["user"]
+
+    def row(label, key, unit, target="", field=None):
+        if field is None:
+            return (label, f"{keras[key]} {unit}", f"{lite[key]} {unit}", f"{ratio[key]}×", target)
+        return (label, f"{keras[key][field]} {unit}", f"{lite[key][field]} {unit}", f"{ratio[key][field]}×", target)
+
     rows = [
-        ("", "measured", "target"),
-        (
-            f"user {user_id}'s Top-10, retrieval + ranking, warm (median of {repeats})",
-            f"{results['one_user_ms']} ms",
-            f"≤ {goals['one_user_ms']} ms",
+        ("", "Keras", "LiteRT", "Keras ÷ LiteRT", "target (LiteRT)"),
+        row(
+            f"user {user}'s Top-10 scored in month 1, CPU",
+            "scored_user_month",
+            "ms",
+            f"≤ {goals['scored_cpu_ms']} ms",
+            "cpu_ms",
         ),
-        (
-            f"user {user_id}'s Top-10 from the precomputed table (median of {repeats})",
-            f"{results['one_user_precomputed_ms']} ms",
-            "",
+        row("  wall", "scored_user_month", "ms", "", "wall_ms"),
+        row(
+            "a new person's Top-10 (3 liked), CPU",
+            "scored_new_person",
+            "ms",
+            f"≤ {goals['scored_cpu_ms']} ms",
+            "cpu_ms",
         ),
-        (
-            f"every user's Top-10 ({results['users']:,} users)",
-            f"{results['all_users_s']} s",
-            f"≤ {goals['all_users_s']} s",
+        row("  wall", "scored_new_person", "ms", "", "wall_ms"),
+        row(f"user {user}'s Top-10 from the precomputed table", "precomputed_user", "ms", "", "wall_ms"),
+        row("reference mode: one user's whole catalogue", "reference_mode_one_user", "ms", "", "wall_ms"),
+        row("every user's Top-10", "every_user_s", "s", f"≤ {goals['all_users_s']} s"),
+        row("cold `recommend --liked ...`", "cold_liked", "s", f"≤ {goals['cold_recommend_s']} s", "s"),
+        row("  its peak RSS", "cold_liked", "MiB", f"≤ {goals['cold_recommend_peak_rss_mib']} MiB", "peak_rss_mib"),
+        row(
+            f"cold `recommend --user {user} --month 1`", "cold_user_month", "s", f"≤ {goals['cold_recommend_s']} s", "s"
         ),
-        (f"cold `recommend --user {user_id}`", f"{results['cold_recommend_s']} s", ""),
-        ("  its peak RSS", f"{results['cold_recommend_peak_rss_gib']} GiB", f"≤ {goals['recommend_peak_rss_gib']} GiB"),
-        *(
-            (f"training {name}", f"{seconds_:.0f} s", f"≤ {goals['ranker_train_seconds']} s")
-            for name, seconds_ in results["ranker_train_s"].items()
-        ),
-        (
-            "reference mode: one user's catalogue, traced / plain predict",
-            f"{reference['one_user_ms_fast']} / {reference['one_user_ms_plain']} ms",
-            "",
-        ),
-        (
-            "reference mode: every user's Top-10, traced / plain predict",
-            f"{reference['all_users_s_fast']} / {reference['all_users_s_plain']} s",
-            "",
+        row(
+            "  its peak RSS", "cold_user_month", "MiB", f"≤ {goals['cold_recommend_peak_rss_mib']} MiB", "peak_rss_mib"
         ),
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.append(
-        f"model {results['model']}; reference-mode traced and plain predict give the same Top-10: "
-        f"{reference['same_ranking_fast_and_plain']}; {results['cpus']} CPUs, load average "
-        f"{results['load_average_before'][0]} before, {results['load_average_after'][0]} after"
+        f"model {results['model']}; the same Top-10 through both runtimes: {results['same_top10']}; "
+        f"{results['cpus']} CPUs, load average {results['load_average_before'][0]} before, "
+        f"{results['load_average_after'][0]} after"
     )
     return "\n".join(lines)
 
 
 def bench_command(
     user: str = typer.Option("3", "--user", help="The user of the one-user and cold-start figures."),
-    repeats: int = typer.Option(config.BENCH["repeats"], min=1, help="Runs of the one-user figures (median kept)."),
-    plain_users: int = typer.Option(
-        config.BENCH["plain_users"], min=1, help="Users scored with plain predict in reference mode, then scaled up."
+    repeats: int = typer.Option(config.BENCH["repeats"], min=1, help="Runs of the warm figures (median kept)."),
+    cold_runs: int = typer.Option(config.BENCH["cold_runs"], min=1, help="Cold `recommend` processes timed."),
+    liked: str = typer.Option(
+        ",".join(map(str, config.BENCH["liked"])), help="The new person's liked movies (MovieLens IDs)."
     ),
-    cold_runs: int = typer.Option(config.BENCH["cold_runs"], min=0, help="Cold `recommend` processes timed."),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
     out: Path = typer.Option(config.ARTIFACTS_DIR / "bench.json"),
 ) -> None:
-    """Time recommending: one user warm, every user, a cold `recommend` (and its memory), the training."""
+    """Time recommending through LiteRT and Keras side by side: warm, every user, cold (and its memory)."""
     try:
         user_id = parse_user(user)
-        results = run_bench(processed_dir, models_dir, user_id, repeats, plain_users, cold_runs)
+        results = run_bench(processed_dir, models_dir, user_id, parse_liked(liked), repeats, cold_runs)
     except RecommendError as error:
         fail(error)
     write_json(out, results)
-    typer.echo(table(results, user_id, repeats))
+    typer.echo(table(results))
     typer.echo(f"wrote {out}")

@@ -4,7 +4,8 @@ RSS measured in its own process → artifacts/scale_bench.json and artifacts/sca
 For each size the stages run as `make all DATA=synthetic-<size>` runs them, into the same folders
 (data/synthetic-<size>/, artifacts/synthetic-<size>/): generate, preprocess, retrieval fit, candidate lists, one
 ranker epoch (streamed, on one worker: the product model; cut to SCALE["epoch_lists"] lists), the same epoch
-on two local workers (into a scratch folder, for rows/s; at SCALE["two_worker_sizes"]), evaluate, precompute.
+on two local workers (into a scratch folder, for rows/s; at SCALE["two_worker_sizes"]), the LiteRT export,
+evaluate, precompute.
 Every stage is a child process (`python -m pipeline <stage> ...`), so the peak RSS is the stage's own
 (os.wait4), not the bench's; a worker's peak RSS is the one its training log records. The load average is
 written next to every figure: the machine is shared. Sizes are merged into the JSON, so one size can be
@@ -30,7 +31,7 @@ from pipeline.processes import run_measured
 
 BENCH_PATH = config.ARTIFACTS_DIR / "scale_bench.json"
 PLOT_PATH = config.ARTIFACTS_DIR / "scale_bench.png"
-STAGES = ("generate", "preprocess", "retrieval", "candidates", "ranker epoch", "evaluate", "precompute")
+STAGES = ("generate", "preprocess", "retrieval", "candidates", "ranker epoch", "export", "evaluate", "precompute")
 
 
 def load_average() -> list[float]:
@@ -58,6 +59,7 @@ def stage_commands(size: str, workers: int = 1, models_dir: Path | None = None) 
         "retrieval": ["-m", "pipeline", "retrieval", *data],
         "candidates": ["-m", "pipeline", "candidates", *data],
         "ranker epoch": [*train, *data, *(["--workers", str(workers)] if workers > 1 else [])],
+        "export": ["-m", "pipeline", "export", "--model", model, "--models-dir", models],
         "evaluate": ["-m", "pipeline", "evaluate", "--model", model, *data, "--out-dir", str(where["out"])],
         "precompute": ["-m", "pipeline", "precompute", "--model", model, *data],
     }

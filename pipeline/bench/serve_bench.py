@@ -1,33 +1,34 @@
-"""`make bench-serve`: the HTTP service under a bounded load on loopback → artifacts/serve_bench.json.
+"""`make bench-serve`: the HTTP service under load on loopback, LiteRT and Keras side by side (serve_bench.json).
 
-Starts `python -m pipeline serve` on a free 127.0.0.1 port (its request log goes to serve_bench.log beside
-the JSON), times start-up to the first ready /v1/health and to every worker's "warm" (its default models
-loaded in the background), runs config.SERVE_BENCH["warmup_seconds"] of load
-that is not counted, then each phase of config.SERVE_BENCH["phases"]: a fixed number of concurrent clients,
-each on its own keep-alive connection, asking one after another for a random user's Top-N (default model,
-N = 10) for a fixed time. Then it stops the service. An error is any answer that is not a 200 with N movies
-for the user asked about, or no answer. The JSON records each phase's requests/s, latency percentiles
-(p50/p95/p99/max, ms, as the client sees them) and errors, the start-up time, config.SERVE_TARGETS met or
-not, the models served and when they were trained, and the load average. On a small shared machine other
-work moves every timing, so it also records the CPU time the service's processes used per request and until
-ready (psutil), which other work hardly moves. The client (plain asyncio, see Connection) runs on the
-same cores as the service.
+For each runtime (config.Runtime: the models' LiteRT files, then their .keras files) it starts `python -m pipeline
+serve --runtime <runtime>` on a free 127.0.0.1 port (the request log goes to serve_bench.log beside the JSON), times
+start-up to the first ready /v1/health and until every worker has answered warm, measures each worker's RSS, runs
+config.SERVE_BENCH["warmup_seconds"] of uncounted load, then each phase of config.SERVE_BENCH["phases"]: `wrk`
+(Debian's HTTP load generator, written in C, so that the client takes little of the two cores the service runs
+on) keeps a fixed number of keep-alive connections busy for a fixed time with one kind of request:
+
+  precomputed   GET a random user's default Top-10 (answered from the precomputed table)
+  month         GET a random user's Top-10 in month 1 (scored when asked: retrieval + ranking)
+  new person    POST /v1/recommendations with one of config.SERVE_BENCH["liked_lists"] (scored when asked)
+
+A phase with `runs` is repeated against the same service, to see whether throughput depends on how connections
+were spread. An error is a non-2xx answer or a socket error. The JSON records each phase's requests/s, latency
+percentiles (p50/p90/p99/max, ms, as wrk sees them), errors and the service's CPU time per request (psutil),
+LiteRT ÷ Keras ratios, config.SERVE_TARGETS met or not, and the load average.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import psutil
 import typer
 
@@ -48,6 +49,7 @@ def start_service(
     log_path: Path,
     workers: int | None = None,
     threads: int | None = None,
+    runtime: str | None = None,
 ) -> subprocess.Popen:
     """`python -m pipeline serve` on 127.0.0.1:port in a new process, its output appended to log_path."""
     command = [
@@ -66,6 +68,7 @@ def start_service(
     ]
     command += ["--workers", str(workers)] if workers else []
     command += ["--threads", str(threads)] if threads else []
+    command += ["--runtime", runtime] if runtime else []
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -116,98 +119,177 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection that sends GETs and reads answers with a Content-Length (all this
-    service sends). Written out rather than httpx: on a 2-core machine the load generator shares the cores
-    with the service, and this costs ~0.2 ms of CPU per request where httpx's AsyncClient costs ~2 ms."""
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port, self.streams = host, port, None
-
-    async def get(self, target: str) -> tuple[int, bytes]:
-        if self.streams is None:
-            self.streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self.streams
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower().split("\r\n")
-        headers = dict(line.split(":", 1) for line in head[1:] if ":" in line)
-        body = await reader.readexactly(int(headers["content-length"]))
-        if headers.get("connection", "").strip() == "close":
-            self.close()
-        return int(head[0].split()[1]), body
-
-    def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-            self.streams = None
+WRK_SCRIPT = """
+local targets = {%s}
+local bodies = {%s}
+local counter = 0
+request = function()
+  counter = counter + 1
+  local pick = math.random(1, #targets)
+  if #bodies > 0 then
+    return wrk.format("POST", targets[1], {["Content-Type"] = "application/json"}, bodies[pick])
+  end
+  return wrk.format("GET", targets[pick])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests": %%d, "duration_us": %%d, "non_2xx": %%d, "socket_errors": %%d, ' ..
+    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d, "mean_us": %%f}\\n',
+    summary.requests, summary.duration, summary.errors.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
 
 
-async def load(
-    host: str,
-    port: int,
-    users: list[int],
-    clients: int,
-    seconds: float,
-    n: int,
-    seed: int,
-    service_pid: int | None = None,
-    query: str = "",
-) -> dict:
-    """`clients` concurrent clients, each on its own connection, asking for random users' Top-n until `seconds`
-    have passed (requests in flight then are finished and counted). With service_pid, also the CPU time the
-    service (and this client) used per request: on a shared machine, what a request costs, whatever share of
-    the cores it got."""
-    latencies, outcomes = [], Counter()
-    started, client_cpu = time.perf_counter(), time.process_time()
-    service_cpu = tree_cpu_seconds(service_pid) if service_pid else None
-    deadline = started + seconds
+def wrk_script(kind: str, users: list[int], n: int, seed: int, liked_lists) -> str:
+    """The Lua script that makes wrk send requests of `kind` (its random picks are seeded per thread)."""
+    rng = random.Random(seed)
+    if kind == "new person":
+        bodies = [json.dumps({"liked": list(liked), "n": n}) for liked in liked_lists]
+        return WRK_SCRIPT % ('"/v1/recommendations"', ", ".join(f"[[{body}]]" for body in bodies))
+    query = "&month=1" if kind == "month" else ""
+    picked = rng.sample(users, min(len(users), 2000))
+    return WRK_SCRIPT % (", ".join(f'"/v1/users/{user}/recommendations?n={n}{query}"' for user in picked), "")
 
-    async def one_client(index: int) -> None:
-        rng, connection = random.Random(seed * 100_003 + index), Connection(host, port)
-        while time.perf_counter() < deadline:
-            user = rng.choice(users)
-            sent = time.perf_counter()
-            try:
-                target = f"/v1/users/{user}/recommendations?n={n}{'&' + query if query else ''}"
-                status, body = await asyncio.wait_for(connection.get(target), 60)
-                answer = json.loads(body) if status == 200 else {}
-                ok = answer.get("user_id") == user and len(answer.get("items", ())) == n
-                outcomes["ok" if ok else f"status {status}" if status != 200 else "wrong answer"] += 1
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, KeyError, ValueError) as error:
-                outcomes[type(error).__name__] += 1
-                connection.close()
-            latencies.append(time.perf_counter() - sent)
-        connection.close()
 
-    await asyncio.gather(*(one_client(index) for index in range(clients)))
-    elapsed = time.perf_counter() - started
-    client_cpu = time.process_time() - client_cpu
-    service_cpu = tree_cpu_seconds(service_pid) - service_cpu if service_pid else None
-    ms = np.asarray(latencies) * 1000
+def wrk_phase(port: int, script: Path, clients: int, seconds: float, service_pid: int) -> dict:
+    """wrk with `clients` connections (2 threads) for `seconds`: its figures and the service's CPU per request."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RecommendError("bench-serve needs wrk (Debian: `apt-get install wrk`)")
+    service_cpu, started = tree_cpu_seconds(service_pid), time.perf_counter()
+    command = [wrk, "-t2", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script)]
+    done = subprocess.run([*command, f"http://127.0.0.1:{port}"], capture_output=True, text=True)
+    elapsed, service_cpu = time.perf_counter() - started, tree_cpu_seconds(service_pid) - service_cpu
+    line = next((line for line in done.stdout.splitlines() if line.startswith("WRK ")), None)
+    if done.returncode != 0 or line is None:
+        raise RecommendError(f"wrk failed: {(done.stderr or done.stdout).strip()[-300:]}")
+    figures = json.loads(line[4:])
+    requests = figures["requests"]
     return {
         "clients": clients,
-        "query": query or None,
-        "seconds": round(elapsed, 2),
-        "requests": len(ms),
-        "errors": len(ms) - outcomes["ok"],
-        "outcomes": dict(outcomes),
-        "requests_per_s": round(len(ms) / elapsed, 1),
-        "latency_ms": {
-            **{f"p{q}": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
-            "max": round(float(ms.max()), 1),
-            "mean": round(float(ms.mean()), 1),
-        }
-        if len(ms)
-        else None,
-        "service_cpu_ms_per_request": round(1000 * service_cpu / len(ms), 2) if service_pid and len(ms) else None,
-        "client_cpu_ms_per_request": round(1000 * client_cpu / len(ms), 2) if len(ms) else None,
-        "service_cores_used": round(service_cpu / elapsed, 2) if service_pid else None,
-        # What all the machine's cores could answer at this CPU cost, service and client together, if nothing
-        # else ran: the ceiling the requests/s above approach on an idle machine.
-        "cpu_bound_requests_per_s": round(len(ms) * os.cpu_count() / (service_cpu + client_cpu), 1)
-        if service_pid and len(ms)
-        else None,
+        "seconds": round(figures["duration_us"] / 1e6, 2),
+        "requests": requests,
+        "errors": figures["non_2xx"] + figures["socket_errors"],
+        "requests_per_s": round(requests / (figures["duration_us"] / 1e6), 1),
+        "latency_ms": {q: round(figures[f"{q}_us"] / 1000, 1) for q in ("p50", "p90", "p99", "max", "mean")},
+        "service_cpu_ms_per_request": round(1000 * service_cpu / requests, 2) if requests else None,
+        "service_cores_used": round(service_cpu / elapsed, 2),
     }
+
+
+def worker_rss_mib(root: int) -> list[float]:
+    """RSS (MiB) of each worker process of the service whose supervisor is `root`."""
+    try:
+        children = psutil.Process(root).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    workers = [child for child in children if "spawn_main" in " ".join(child.cmdline())] or children
+    return [round(child.memory_info().rss / 2**20) for child in workers]
+
+
+def serve_runtime(
+    runtime: str,
+    processed_dir: Path,
+    models_dir: Path,
+    log_path: Path,
+    phases,
+    warmup_seconds,
+    n,
+    seed,
+    workers,
+    threads,
+    echo,
+) -> dict:
+    """Start the service with `runtime`, load it phase by phase, stop it: the figures of that runtime."""
+    users = [int(user) for user in Encoders.load(processed_dir / "encoders.json").classes["user_id"]]
+    port = free_port()
+    started = time.perf_counter()
+    process = start_service(processed_dir, models_dir, port, log_path, workers, threads, runtime)
+    scripts = log_path.parent / f".wrk-{os.getpid()}"
+    scripts.mkdir(parents=True, exist_ok=True)
+    try:
+        health = wait_ready(port, process, config.SERVE_BENCH["ready_timeout_s"])
+        ready = time.perf_counter() - started
+        wait_warm(port, process, health["workers"], config.SERVE_BENCH["ready_timeout_s"])
+        warm = time.perf_counter() - started
+        echo(f"[{runtime}] ready in {ready:.1f} s, every worker warm in {warm:.1f} s; warming up {warmup_seconds:g} s")
+        for kind in ("precomputed", "month", "new person"):
+            script = scripts / f"{kind.replace(' ', '_')}.lua"
+            script.write_text(wrk_script(kind, users, n, seed, config.SERVE_BENCH["liked_lists"]))
+            if warmup_seconds:
+                wrk_phase(port, script, phases[0]["clients"], warmup_seconds, process.pid)
+        results = []
+        for phase in phases:
+            script = scripts / f"{phase['kind'].replace(' ', '_')}.lua"
+            for run in range(phase.get("runs", 1)):
+                done = {
+                    "kind": phase["kind"],
+                    "run": run + 1,
+                    **wrk_phase(port, script, phase["clients"], phase["seconds"], process.pid),
+                }
+                results.append(done)
+                echo(
+                    f"[{runtime}] {phase['kind']:<11} {done['clients']:>3} connections × {done['seconds']:g} s: "
+                    f"{done['requests_per_s']:.0f} requests/s, p50/p99 {done['latency_ms']['p50']}/"
+                    f"{done['latency_ms']['p99']} ms, {done['errors']} errors; service CPU "
+                    f"{done['service_cpu_ms_per_request']} ms per request"
+                )
+        rss = worker_rss_mib(process.pid)
+        crashed = process.poll() is not None
+    finally:
+        stop_process(process)
+        shutil.rmtree(scripts, ignore_errors=True)
+    return {
+        "startup_to_ready_s": round(ready, 2),
+        "startup_to_warm_s": round(warm, 2),
+        "service_startup_s": health["startup_seconds"],
+        "workers": health["workers"],
+        "threads_per_worker": health["threads"],
+        "worker_rss_mib": rss,
+        "phases": results,
+        "crashed": crashed,
+        "models": {name: status["trained_at"] for name, status in health["models"].items() if status["trained_at"]},
+        "data": health["data"],
+    }
+
+
+def summary(phases: list[dict]) -> dict:
+    """Per kind of request at config.SERVE_TARGETS' clients: the median run's requests/s and p99, the worst
+    errors, and the slowest ÷ fastest of its runs."""
+    out = {}
+    for kind in dict.fromkeys(phase["kind"] for phase in phases):
+        runs = [p for p in phases if p["kind"] == kind and p["clients"] == config.SERVE_TARGETS["clients"]]
+        if not runs:
+            continue
+        rates = sorted(run["requests_per_s"] for run in runs)
+        out[kind] = {
+            "requests_per_s": rates[len(rates) // 2],
+            "p99_ms": sorted(run["latency_ms"]["p99"] for run in runs)[len(runs) // 2],
+            "errors": sum(run["errors"] for run in runs),
+            "runs": len(runs),
+            "slowest_over_fastest": round(rates[0] / rates[-1], 2),
+        }
+    return out
+
+
+def targets_met(lite: dict, summaries: dict) -> dict:
+    target, kinds = config.SERVE_TARGETS, summaries
+    scored = [kinds[kind] for kind in ("month", "new person") if kind in kinds]
+    met = {
+        "scored_requests_per_s": all(k["requests_per_s"] >= target["scored_requests_per_s"] for k in scored),
+        "scored_p99_ms": all(k["p99_ms"] <= target["p99_ms"] for k in scored),
+        "errors": all(k["errors"] <= target["errors"] for k in kinds.values()),
+        "startup_s": lite["startup_to_warm_s"] <= target["startup_s"],
+        "worker_rss_mib": bool(lite["worker_rss_mib"]) and max(lite["worker_rss_mib"]) <= target["worker_rss_mib"],
+        "no_crash": not lite["crashed"],
+    }
+    if "precomputed" in kinds:
+        met["precomputed_requests_per_s"] = (
+            kinds["precomputed"]["requests_per_s"] >= target["precomputed_requests_per_s"]
+        )
+        met["precomputed_steady"] = kinds["precomputed"]["slowest_over_fastest"] >= target["slowest_over_fastest"]
+    return met
 
 
 def bench_serve(
@@ -220,84 +302,32 @@ def bench_serve(
     seed: int = config.SERVE_BENCH["seed"],
     workers: int | None = None,
     threads: int | None = None,
+    runtimes=tuple(runtime.value for runtime in config.Runtime),
     echo=print,
 ) -> dict:
-    """Start the service, time start-up, load it phase by phase, stop it; returns (and writes to `out`) the
-    figures."""
-    users = [int(user) for user in Encoders.load(processed_dir / "encoders.json").classes["user_id"]]
-    port = free_port()
+    """Each runtime's service started, loaded phase by phase and stopped; returns (and writes to `out`) the figures."""
     log_path = out.with_suffix(".log")
     log_path.unlink(missing_ok=True)
     load_before = os.getloadavg()
-    started = time.perf_counter()
-    process = start_service(processed_dir, models_dir, port, log_path, workers, threads)
-    try:
-        health = wait_ready(port, process, config.SERVE_BENCH["ready_timeout_s"])
-        startup, startup_cpu = time.perf_counter() - started, tree_cpu_seconds(process.pid)
-        wait_warm(port, process, health["workers"], config.SERVE_BENCH["ready_timeout_s"])
-        warm = time.perf_counter() - started
-        echo(
-            f"service ready in {startup:.1f} s, its default models warm in {warm:.1f} s ({health['workers']} "
-            f"workers × {health['threads']} threads); warming up {warmup_seconds:g} s"
+    measured = {
+        runtime: serve_runtime(
+            runtime, processed_dir, models_dir, log_path, phases, warmup_seconds, n, seed, workers, threads, echo
         )
-        if warmup_seconds:
-            asyncio.run(load("127.0.0.1", port, users, phases[0]["clients"], warmup_seconds, n, seed + 1))
-        results = []
-        for phase in phases:
-            query = phase.get("query", "")
-            results.append(
-                asyncio.run(
-                    load("127.0.0.1", port, users, phase["clients"], phase["seconds"], n, seed, process.pid, query)
-                )
-            )
-            done = results[-1]
-            echo(
-                f"{done['clients']:>3} clients × {phase['seconds']} s{' with ' + query if query else ''}: "
-                f"{done['requests_per_s']:.0f} requests/s, "
-                f"p50/p95/p99 {done['latency_ms']['p50']}/{done['latency_ms']['p95']}/{done['latency_ms']['p99']} ms, "
-                f"{done['errors']} errors; service CPU {done['service_cpu_ms_per_request']} ms per request on "
-                f"{done['service_cores_used']} cores"
-            )
-        crashed = process.poll() is not None
-    finally:
-        stop_process(process)
-    # Every worker logs one "ready" line when it starts, so more lines than workers mean restarted workers.
-    ready_lines = sum('"event":"ready"' in line for line in log_path.read_text(errors="replace").splitlines())
-    target = config.SERVE_TARGETS
-    main = next((result for result in results if result["clients"] == target["clients"] and not result["query"]), None)
+        for runtime in runtimes
+    }
+    summaries = {runtime: summary(figures["phases"]) for runtime, figures in measured.items()}
     report = {
-        "what": "make bench-serve (pipeline/bench/serve_bench.py): the HTTP service on loopback, random users' Top-N",
+        "what": "make bench-serve (pipeline/bench/serve_bench.py): the HTTP service on loopback under wrk",
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "request": f"GET /v1/users/<random user>/recommendations?n={n} (default model: "
-        f"{config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE)})",
-        "startup_to_ready_s": round(startup, 2),
-        # CPU seconds the service's processes used until ready; on a busy machine start-up takes longer than
-        # this divided over the cores, on an idle one about that long.
-        "startup_cpu_s": round(startup_cpu, 1),
-        "service_startup_s": health["startup_seconds"],
-        # Ready answers default requests (the precomputed tables); warm: the default models loaded and traced
-        # in the background too, in every worker. The load phases start when warm.
-        "startup_to_warm_s": round(warm, 2),
-        "workers": health["workers"],
-        "threads_per_worker": health["threads"],
+        "default_model": config.model_name(config.DEFAULT_ARCHITECTURE, config.DEFAULT_MODE),
+        "n": n,
         "warmup_seconds": warmup_seconds,
-        "phases": results,
-        "crashed": crashed,
-        "worker_restarts": ready_lines - health["workers"],
+        "runtimes": measured,
+        "summary": summaries,
         "targets": {
-            **target,
-            "met": None
-            if main is None
-            else {
-                "errors": main["errors"] <= target["errors"],
-                "p99_ms": main["latency_ms"]["p99"] <= target["p99_ms"],
-                "requests_per_s": main["requests_per_s"] >= target["requests_per_s"],
-                "startup_s": startup <= target["startup_s"],
-                "no_crash": not crashed and ready_lines == health["workers"],
-            },
+            **config.SERVE_TARGETS,
+            "met_by_litert": targets_met(measured["litert"], summaries["litert"]) if "litert" in measured else None,
         },
-        "models": {name: status["trained_at"] for name, status in health["models"].items() if status["trained_at"]},
-        "data": health["data"],
         "machine": {
             "cpus": os.cpu_count(),
             "load_average_before": [round(x, 2) for x in load_before],
@@ -305,6 +335,15 @@ def bench_serve(
         },
         "service_log": str(log_path),
     }
+    if {"litert", "keras"} <= set(summaries):
+        report["litert_over_keras"] = {
+            kind: {
+                "requests_per_s": round(figures["requests_per_s"] / summaries["keras"][kind]["requests_per_s"], 2),
+                "p99_ms": round(figures["p99_ms"] / summaries["keras"][kind]["p99_ms"], 2),
+            }
+            for kind, figures in summaries["litert"].items()
+            if kind in summaries["keras"] and summaries["keras"][kind]["requests_per_s"]
+        }
     write_json(out, report)
     return report
 
@@ -313,31 +352,31 @@ def bench_serve_command(
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
     out: Path = typer.Option(config.ARTIFACTS_DIR / "serve_bench.json"),
-    clients: list[int] = typer.Option(
-        None,
-        "--clients",
-        min=1,
-        help="Concurrent clients of a phase (repeat for several phases); default: config.SERVE_BENCH.",
-    ),
     seconds: float = typer.Option(None, min=1, help="Length of each phase; default: config.SERVE_BENCH."),
     warmup: float = typer.Option(config.SERVE_BENCH["warmup_seconds"], min=0, help="Uncounted load first, seconds."),
     workers: int = typer.Option(None, min=1, help="The service's worker processes; default: config.SERVE."),
     threads: int = typer.Option(None, min=1, help="Recommender threads per worker; default: config.SERVE."),
+    runtime: list[config.Runtime] = typer.Option(None, help="Only this runtime (repeatable); default: both."),
 ) -> None:
-    """Start the service, load it with concurrent clients on loopback, stop it; write artifacts/serve_bench.json."""
-    phases = (
-        [{"clients": count, "seconds": seconds or config.SERVE_BENCH["phases"][0]["seconds"]} for count in clients]
-        if clients
-        else [{**phase, "seconds": seconds or phase["seconds"]} for phase in config.SERVE_BENCH["phases"]]
-    )
+    """Start the service (LiteRT, then Keras), load it with wrk on loopback, stop it → artifacts/serve_bench.json."""
+    phases = [{**phase, "seconds": seconds or phase["seconds"]} for phase in config.SERVE_BENCH["phases"]]
+    runtimes = [choice.value for choice in runtime] if runtime else [choice.value for choice in config.Runtime]
     try:
         report = bench_serve(
-            processed_dir, models_dir, out, phases, warmup, workers=workers, threads=threads, echo=typer.echo
+            processed_dir,
+            models_dir,
+            out,
+            phases,
+            warmup,
+            workers=workers,
+            threads=threads,
+            runtimes=runtimes,
+            echo=typer.echo,
         )
     except RecommendError as error:
         fail(error)
-    met = report["targets"]["met"]
+    met = report["targets"]["met_by_litert"]
     typer.echo(
-        f"start-up to ready {report['startup_to_ready_s']} s; targets at {config.SERVE_TARGETS['clients']} "
-        f"clients: {'all met' if met and all(met.values()) else met}; wrote {out}"
+        f"targets (LiteRT, {config.SERVE_TARGETS['clients']} connections): "
+        f"{'all met' if met and all(met.values()) else met}; wrote {out}"
     )

@@ -33,6 +33,7 @@ from pipeline.evaluation import evaluate
 from pipeline.files import atomic_path, write_json
 from pipeline.processes import run_measured
 from pipeline.ranking import model_files
+from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.ranking.scorers import ModelScorer
 from pipeline.training import callbacks, streaming, train
 from pipeline.training.distributed import launch
@@ -279,7 +280,9 @@ def quality_runs(model: str, processed_dir: Path, echo, epochs: int | None) -> d
         data = load_processed(processed_dir)
         users = evaluate.test_users(data)
         for label in runs:
-            scorer = ModelScorer(model_files.load_keras(config.model_path(model, "random", Path(scratch) / label)))
+            scorer = ModelScorer(
+                KerasRuntime(model_files.load_keras(config.model_path(model, "random", Path(scratch) / label)))
+            )
             metrics, _, _ = evaluate.evaluate_scorer(scorer, data, users)
             runs[label]["test_auc"] = round(metrics["rated"]["auc"], 4)
             runs[label]["recall@10"] = round(metrics["full_catalog"]["recall@10"], 4)

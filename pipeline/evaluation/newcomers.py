@@ -17,6 +17,7 @@ from pipeline import config
 from pipeline.data.preprocess import Processed
 from pipeline.evaluation import baselines, metrics
 from pipeline.ranking import candidates, ranker_inputs, scorers
+from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.retrieval import retriever
 from pipeline.training import ranker
 
@@ -95,7 +96,9 @@ def evaluate_new_users(
     cfg = config.MODELS[config.model_name(architecture, "two_stage")]
     fitted = retriever.fit(train, len(data.users), len(data.movies))
     model, _ = ranker.train_ranker(dataclasses.replace(data, train=train), cfg, log=echo)
-    two_stage = scorers.TwoStage(fitted, scorers.ListScorer(model, cfg), ranker_inputs.movie_table(data.movies))
+    two_stage = scorers.TwoStage(
+        fitted, scorers.ListScorer(KerasRuntime(model), cfg), ranker_inputs.movie_table(data.movies)
+    )
     contexts = newcomers.context + 1
     given = retrieval_rows(newcomers, fitted.n_movies)
     tops = {

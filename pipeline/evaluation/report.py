@@ -356,7 +356,48 @@ def build_report(artifacts: Path, models_dir: Path | None = None, processed_dir:
         lines += ["## Time per stage", "", *timing_table(timings), "", "![timings](timings.png)", ""]
     if tuning:
         lines += ["## Hyper-parameter search (`make tune`, part of the study)", "", *tuning_table(tuning), ""]
+    litert = read_json(artifacts / "litert_bench.json", "make bench-litert")
+    if litert:
+        lines += litert_section(litert)
     return "\n".join(lines)
+
+
+def litert_section(bench: dict) -> list[str]:
+    """make bench-litert's tables: the LiteRT files ranking as Keras, and the quantized variants."""
+    lines = [
+        "## Serving without TensorFlow: the LiteRT files (`make bench-litert`, part of the study)",
+        "",
+        "| check | compared | same Top-10 |",
+        "|---|---:|---:|",
+    ]
+    for check, result in bench["same_top10"]["checks"].items():
+        compared = result.get("users", result.get("lists"))
+        lines.append(f"| {check} | {compared:,} | {result['same_top10']:,} |")
+    lines += [
+        "",
+        f"Largest score difference, float32 LiteRT vs Keras: {bench['same_top10']['largest_score_difference']:.1e}.",
+        "",
+        "| model | runtime | file | score one list / user's catalogue | Recall@10 | NDCG@10 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, variants in bench["variants"].items():
+        for variant, entry in variants.items():
+            metrics = [f"{entry[key]:.4f}" if key in entry else "" for key in ("recall_at_10", "ndcg_at_10")]
+            lines.append(
+                f"| {name} | {variant} | {entry['file_bytes'] / 1e6:.2f} MB | {entry['score_one_ms']:.2f} ms | "
+                + " | ".join(metrics)
+                + " |"
+            )
+    worth = {name: variants for name, variants in bench["quantized_worth_serving"].items() if variants}
+    lines += [
+        "",
+        f"Served: {bench['served_variant']}. Quantized variants within 0.001 of float32 on both metrics and faster: "
+        + (", ".join(f"{name}: {', '.join(v)}" for name, v in worth.items()) if worth else "none")
+        + f". Load average {bench['machine']['load_average_before'][0]} before, "
+        f"{bench['machine']['load_average_after'][0]} after.",
+        "",
+    ]
+    return lines
 
 
 def read_json(path: Path, rebuild: str | None = None):

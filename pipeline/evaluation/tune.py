@@ -27,6 +27,7 @@ from pipeline.evaluation import evaluate
 from pipeline.evaluation.report import describe
 from pipeline.files import write_json
 from pipeline.ranking import architecture, ranker_inputs, scorers
+from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.ranking.scorers import ModelScorer
 from pipeline.retrieval import retriever
 from pipeline.training import ranker
@@ -95,7 +96,7 @@ def run_two_stage_candidate(cfg: TrainConfig, tuning: Processed, progress=print)
     records = []
 
     def score(epoch, model, seconds):
-        two_stage = scorers.TwoStage(fitted, scorers.ListScorer(model, cfg), movies)
+        two_stage = scorers.TwoStage(fitted, scorers.ListScorer(KerasRuntime(model), cfg), movies)
         result, _, _ = evaluate.evaluate_two_stage(two_stage, tuning)
         records.append(record_of(cfg, epoch, seconds, result))
         progress(summary_line(records[-1]))
@@ -125,7 +126,7 @@ def run_candidate(cfg: TrainConfig, tuning: Processed, field_dims: dict[str, int
             )
         model.fit(**arguments, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
         seconds += time.perf_counter() - started
-        result, _, _ = evaluate.evaluate_scorer(ModelScorer(model, cfg), tuning, users)
+        result, _, _ = evaluate.evaluate_scorer(ModelScorer(KerasRuntime(model), cfg), tuning, users)
         records.append(record_of(cfg, epoch, seconds, result))
         progress(summary_line(records[-1]))
     return records

@@ -153,28 +153,41 @@ def person_lists(
     profiles: np.ndarray,
     contexts: np.ndarray,
     cfg: TrainConfig,
+    disliked_movies: list[np.ndarray] | None = None,
+    owners: np.ndarray | None = None,
 ) -> CandidateLists:
-    """Lists for people known only by the movies they like (codes, oldest first) and whatever of their
-    profile they gave (shifted codes, 0 = unknown); their liked movies are the only ones excluded."""
+    """Lists for people given as the movies they like (codes, oldest first) and whatever of their profile they
+    gave (shifted codes, 0 = unknown); all their movies are excluded.
+
+    A new person names liked movies only. A known user (`owners`: their codes) also has `disliked_movies`, the
+    movies they rated but did not like (any order): then each list equals user_lists' for that user, built
+    from a few arrays instead of the user's rows (a scored request of the service)."""
     n_movies = fitted.n_movies
-    rows = np.repeat(np.arange(len(liked_movies)), [len(movies) for movies in liked_movies])
-    columns = np.concatenate(liked_movies) if liked_movies else np.zeros(0, np.int64)
-    liked = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=(len(liked_movies), n_movies))
-    liked.data[:] = 1.0
-    movies, scores = fitted.top_k(liked, liked, cfg.candidates)
-    rated = fitted.rated_scores_at(liked, movies)
+    disliked_movies = disliked_movies if disliked_movies is not None else [np.zeros(0, np.int64)] * len(liked_movies)
+    liked, disliked = people_matrix(liked_movies, n_movies), people_matrix(disliked_movies, n_movies)
+    seen = liked + disliked
+    movies, scores = fitted.top_k(liked, seen, cfg.candidates)
     return CandidateLists(
-        owner=np.full(len(liked_movies), -1),
+        owner=np.full(len(liked_movies), -1) if owners is None else np.asarray(owners, np.int64),
         profile=np.asarray(profiles, np.int64),
         context=np.asarray(contexts, np.int64),
         history=latest_of(liked_movies, cfg.history),
         movies=movies,
         scores=scores,
-        disliked=np.zeros_like(scores),
-        rated_from_liked=rated,
-        rated_from_disliked=np.zeros_like(scores),
+        disliked=fitted.scores_at(disliked, movies),
+        rated_from_liked=fitted.rated_scores_at(liked, movies),
+        rated_from_disliked=fitted.rated_scores_at(disliked, movies),
         recent=recent_scores(fitted, latest_of(liked_movies, cfg.recent_liked), movies),
     )
+
+
+def people_matrix(movies_of: list[np.ndarray], n_movies: int) -> sparse.csr_matrix:
+    """people × movies, 1.0 at each person's movies (codes; duplicates count once)."""
+    rows = np.repeat(np.arange(len(movies_of)), [len(movies) for movies in movies_of])
+    columns = np.concatenate(movies_of) if movies_of else np.zeros(0, np.int64)
+    matrix = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=(len(movies_of), n_movies))
+    matrix.data[:] = 1.0
+    return matrix
 
 
 def latest_of(liked_movies: list[np.ndarray], length: int) -> np.ndarray:

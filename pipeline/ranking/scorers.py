@@ -2,11 +2,10 @@
 users × the catalogue, and `load_scorer`, which gives either for a model file.
 
 `make recommend`, `make recommend-all`, the web app, the service and the evaluation all score through here;
-they differ only in which users, which context and which movies are excluded. A 14-field score function takes
-a dict {field: int array} and returns one float per row (a baseline becomes one through
-pipeline.evaluation.baselines). Rows go through the Keras model via one traced `tf.function` in large batches:
-`Model.predict` pays tens of milliseconds of set-up per call (it builds a data pipeline and a callback loop each
-time); a direct call of the graph does not.
+they differ only in which users, which context and which movies are excluded, and in the runtime that turns
+input rows into scores (runtimes.py: the Keras model, or its LiteRT file on the serving paths). A 14-field score
+function takes a dict {field: int array} and returns one float per row (a baseline becomes one through
+pipeline.evaluation.baselines).
 """
 
 from __future__ import annotations
@@ -20,47 +19,35 @@ import pandas as pd
 from scipy import sparse
 from tqdm import tqdm
 
-from pipeline import config, quiet_imports
+from pipeline import config, manifests
 from pipeline.config import TrainConfig
-from pipeline.ranking import model_files
+from pipeline.ranking import export, model_files
 from pipeline.ranking.candidates import CandidateLists
 from pipeline.ranking.ranker_inputs import list_inputs, movie_table
+from pipeline.ranking.runtimes import KerasRuntime, LiteRuntime
 from pipeline.retrieval import retriever
 
 ScoreFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 class ListScorer:
-    """A trained ranker as a function CandidateLists → (L, K) scores, through one traced tf.function
-    (Model.predict pays tens of milliseconds of set-up per call; a direct call of the graph does not)."""
+    """A trained ranker as a function CandidateLists → (L, K) scores, through `runtime` (runtimes.py)."""
 
-    def __init__(self, model, cfg: TrainConfig, batch_rows: int = config.SCORING_BATCH_ROWS):
-        tf = quiet_imports.tensorflow()
+    def __init__(self, runtime, cfg: TrainConfig):
+        self.runtime = runtime
         self.cfg = cfg
-        self.batch_rows = batch_rows
-        signature = {
-            tensor.name.split(":")[0]: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name.split(":")[0])
-            for tensor in model.inputs
-        }
-
-        @tf.function(input_signature=[signature])
-        def forward(inputs):
-            return model(inputs, training=False)[:, 0]
-
-        self._forward = forward
-        self._dtypes = {name: spec.dtype.as_numpy_dtype for name, spec in signature.items()}
 
     def __call__(self, lists: CandidateLists, movies: np.ndarray) -> np.ndarray:
         n_lists, k = lists.movies.shape
         out = np.empty(n_lists * k, dtype=np.float32)
-        per_call = max(1, self.batch_rows // max(k, 1))
+        per_call = max(1, self.runtime.batch_rows // max(k, 1))
+        dtypes = self.runtime.dtypes
         for start in range(0, n_lists, per_call):
             inputs = list_inputs(lists.take(slice(start, start + per_call)), movies, self.cfg)
             batch = {
-                name: np.asarray(values, dtype=self._dtypes[name]).reshape(len(values), -1)
-                for name, values in inputs.items()
+                name: np.asarray(values, dtype=dtypes[name]).reshape(len(values), -1) for name, values in inputs.items()
             }
-            out[start * k : (start + per_call) * k] = self._forward(batch).numpy()
+            out[start * k : (start + per_call) * k] = self.runtime(batch)
         return out.reshape(n_lists, k)
 
 
@@ -113,52 +100,47 @@ def ranked_frame(owners: np.ndarray, movies: np.ndarray, scores: np.ndarray) -> 
 
 class ModelScorer:
     """A trained 14-field AutoInt as a score function of rows of field codes (not shifted), plus the
-    history fields the model reads (`history_fields`, from cfg), if any.
+    history fields the model reads (`history_fields`, from cfg), if any, through `runtime` (runtimes.py)."""
 
-    Rows (any (user, movie) pairs, e.g. the test ratings) go through the Keras model via one traced
-    `tf.function` in large batches: `Model.predict` pays tens of milliseconds of set-up per call (it
-    builds a data pipeline and a callback loop each time); a direct call of the graph does not.
-    """
-
-    def __init__(self, model, cfg: config.TrainConfig | None = None, batch_size: int = config.SCORING_BATCH_ROWS):
-        tf = quiet_imports.tensorflow()
-
-        self.batch_size = batch_size
+    def __init__(self, runtime, cfg: config.TrainConfig | None = None):
+        self.runtime = runtime
         self.shift = int(cfg.coded_from_one) if cfg else 0
         self.history_fields = cfg.history_fields if cfg else {}
-        signature = {field: tf.TensorSpec([None, 1], tf.int32, name=field) for field in config.FIELDS}
-        signature |= {
-            name: tf.TensorSpec([None, length], tf.int32, name=name)
-            for name, (length, _) in self.history_fields.items()
-        }
-
-        @tf.function(input_signature=[signature])
-        def forward(inputs):
-            return model(inputs, training=False)[:, 0]
-
-        self._forward = forward
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         rows = len(inputs[config.FIELDS[0]])
         out = np.empty(rows, dtype=np.float32)
-        for start in range(0, rows, self.batch_size):
-            stop = start + self.batch_size
+        for start in range(0, rows, self.runtime.batch_rows):
+            stop = start + self.runtime.batch_rows
             batch = {
                 field: np.asarray(inputs[field][start:stop], dtype=np.int32)[:, None] + self.shift
                 for field in config.FIELDS
             }
             batch |= {name: np.asarray(inputs[name][start:stop], dtype=np.int32) for name in self.history_fields}
-            out[start:stop] = self._forward(batch).numpy()
+            out[start:stop] = self.runtime(batch)
         return out
 
 
-def load_scorer(name: str, split: str, models_dir: Path, fitted, catalogue: pd.DataFrame):
-    """Model `name` trained on `split`, ready to score: a ModelScorer for a 14-field model, a
-    TwoStage (over the retrieval model `fitted`) for a two-stage one."""
-    model, cfg = model_files.load_model(name, split, models_dir)
+def load_runtime(name: str, split: str, models_dir: Path, runtime: str = "keras", variant: str = "float32"):
+    """Model `name`'s scoring runtime: its Keras model, or its LiteRT file of `variant` (checked against its
+    manifest first: a missing, damaged or stale file raises manifests.ArtifactError naming `make export`)."""
+    if runtime == "keras":
+        return KerasRuntime(model_files.load_keras(config.model_path(name, split, models_dir)))
+    path = config.litert_path(name, split, models_dir, variant)
+    with manifests.checked(path, export.rebuild_command(variant)):
+        return LiteRuntime(path)
+
+
+def load_scorer(
+    name: str, split: str, models_dir: Path, fitted, catalogue: pd.DataFrame, runtime: str = "keras", variant="float32"
+):
+    """Model `name` trained on `split`, ready to score through `runtime` ("keras" or "litert", of `variant`): a
+    ModelScorer for a 14-field model, a TwoStage (over the retrieval model `fitted`) for a two-stage one."""
+    cfg = config.train_config(model_files.load_training_log(name, split, models_dir)["config"])
+    scoring = load_runtime(name, split, models_dir, runtime, variant)
     if cfg.candidates:
-        return TwoStage(fitted, ListScorer(model, cfg), movie_table(catalogue))
-    return ModelScorer(model, cfg)
+        return TwoStage(fitted, ListScorer(scoring, cfg), movie_table(catalogue))
+    return ModelScorer(scoring, cfg)
 
 
 def score_rows(score_fn: ScoreFn, frame: pd.DataFrame, histories: dict[str, np.ndarray] | None = None) -> np.ndarray:

@@ -80,6 +80,7 @@ class ServiceOptions:
     threads: int
     preload: list[str]
     workers: int
+    runtime: str = "litert"
 
 
 @dataclass
@@ -213,6 +214,7 @@ async def health(request: Request, service: Served):
         "warm": service.warm.is_set(),
         "workers": options.workers,
         "threads": options.threads,
+        "runtime": options.runtime,
         "pid": os.getpid(),
     }
 
@@ -244,7 +246,14 @@ async def user_profile(service: Served, metrics: Meter, rec: Rec, user_id: UserI
 )
 async def user_liked(service: Served, metrics: Meter, rec: Rec, user_id: UserId):
     history = await call(service, metrics, rec.liked_history, user_id)
-    return {"user_id": user_id, "count": len(history), "items": history.to_dict("records")}
+    return {"user_id": user_id, "count": len(history), "items": records(history)}
+
+
+def records(frame) -> list[dict]:
+    """A frame's rows as dicts, as DataFrame.to_dict("records") gives them but ~10× faster for a Top-10 (~0.1
+    ms instead of ~1 ms, in every answer)."""
+    columns = list(frame.columns)
+    return [dict(zip(columns, row)) for row in zip(*(frame[column].tolist() for column in columns))]
 
 
 def known_user(rec: Recommender, name: str, user_id: int, year, month, n):
@@ -282,7 +291,7 @@ async def user_recommendations(
         "architecture": architecture,
         "mode": mode,
         "context": {"year": when[0], "month": when[1], "source": context_source(year, month)},
-        "items": top.to_dict("records"),
+        "items": records(top),
     }
 
 
@@ -312,8 +321,8 @@ async def person_recommendations(
         "architecture": architecture,
         "mode": "two_stage",
         "context": {"year": when[0], "month": when[1], "source": context_source(person.year, person.month, True)},
-        "liked": given.to_dict("records"),
-        "items": top.to_dict("records"),
+        "liked": records(given),
+        "items": records(top),
     }
 
 
@@ -333,7 +342,7 @@ async def movies(
     ] = 20,
 ):
     found = await call(service, metrics, rec.search_movies, q, limit)
-    return {"query": q, "items": found.to_dict("records")}
+    return {"query": q, "items": records(found)}
 
 
 # A route rather than prometheus_client.make_asgi_app mounted: a mount is missing from /openapi.json and has
@@ -349,7 +358,7 @@ async def prometheus(metrics: Meter):
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     options, started = app.state.options, time.perf_counter()
-    load = partial(start_up, options.processed_dir, options.models_dir, options.preload, SERVED)
+    load = partial(start_up, options.processed_dir, options.models_dir, options.preload, SERVED, options.runtime)
     rec, problem = None, None
     try:
         rec = await anyio.to_thread.run_sync(load)
@@ -391,12 +400,14 @@ def create_app(
     threads: int = config.SERVE["threads"],
     preload: list[str] | None = None,
     workers: int = 1,
+    runtime: str = "litert",
 ) -> FastAPI:
     """The FastAPI app over the data in processed_dir and the models in models_dir. Nothing is loaded until
     the app starts.
 
     preload  model files to load and warm at start-up (default: service.preload_names); the others load on first use
     workers  how many worker processes serve this app (each builds its own; reported by /v1/health)
+    runtime  what scores: the models' LiteRT files ("litert", no TensorFlow) or their .keras files ("keras")
     """
     app = FastAPI(
         title="MovieLens-1M AutoInt recommender",
@@ -420,7 +431,7 @@ def create_app(
         },
     )
     preload = preload_names() if preload is None else list(preload)
-    app.state.options = ServiceOptions(Path(processed_dir), Path(models_dir), threads, preload, workers)
+    app.state.options = ServiceOptions(Path(processed_dir), Path(models_dir), threads, preload, workers, runtime)
     app.state.metrics = metrics = Metrics()
     app.include_router(router)
     app.add_middleware(BodyLimit, limit=config.SERVE["max_body_bytes"])
@@ -433,5 +444,9 @@ def app_from_environment() -> FastAPI:
     configure_logging()
     options = json.loads(os.environ[WORKER_OPTIONS])
     return create_app(
-        Path(options["processed_dir"]), Path(options["models_dir"]), options["threads"], workers=options["workers"]
+        Path(options["processed_dir"]),
+        Path(options["models_dir"]),
+        options["threads"],
+        workers=options["workers"],
+        runtime=options.get("runtime", "litert"),
     )

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow
 from tqdm import tqdm
 
 from pipeline import config, manifests
 from pipeline.data.history import latest_context
 from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 from pipeline.data.preprocess import Encoders
-from pipeline.ranking import candidates, model_files
+from pipeline.ranking import candidates, export, model_files
 from pipeline.ranking.scorers import load_scorer, ranked_frame, top_n
 from pipeline.retrieval import retriever
 
@@ -125,6 +126,8 @@ class Recommender:
     users: pd.DataFrame
     ratings: pd.DataFrame
     models_dir: Path
+    # "litert": the models' LiteRT files (no TensorFlow in the process); "keras": their .keras files.
+    runtime: str = "litert"
     scorers: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -148,10 +151,25 @@ class Recommender:
         by_likes = by_likes.sort_values(["likes", "movie_id"], ascending=[False, True], ignore_index=True)
         by_likes["movie_id"] = self.encoders.decode("movie_id", by_likes["movie_id"]).astype("int64")
         self._by_likes = by_likes
+        # By user code, for a scored request's candidate list (user_list) without a pandas lookup.
+        self._rated_movies = self.ratings["movie_id"].to_numpy(np.int64)
+        self._rated_labels = self.ratings["label"].to_numpy()
+        known = self.users.sort_values("user_id")
+        self._rating_years = self.ratings["rating_year"].to_numpy()
+        self._rating_months = self.ratings["rating_month"].to_numpy()
+        self._latest_rating = int(np.argmax(self.ratings["timestamp"].to_numpy()))  # the first of the latest
+        self._profiles = np.column_stack([known["user_id"], known[list(config.USER_FIELDS[1:])]]).astype(np.int64) + 1
 
     @classmethod
-    def load(cls, processed_dir: Path = config.PROCESSED_DIR, models_dir: Path = config.MODELS_DIR, models=()):
-        """The processed data, and the model files `models` loaded right away (others load on first use)."""
+    def load(
+        cls,
+        processed_dir: Path = config.PROCESSED_DIR,
+        models_dir: Path = config.MODELS_DIR,
+        models=(),
+        runtime: str = "litert",
+    ):
+        """The processed data, and the model files `models` loaded right away (others load on first use), to be
+        scored through `runtime` (runtimes.RUNTIMES)."""
         processed_dir, models_dir = Path(processed_dir), Path(models_dir)
         if not (processed_dir / "encoders.json").is_file():
             raise RecommendError(f"no processed data in {processed_dir}; run `make preprocess` (or `make all`)")
@@ -177,7 +195,11 @@ class Recommender:
         )
         del splits
         order = np.lexsort((ratings["timestamp"].to_numpy(), ratings["user_id"].to_numpy()))  # stable, as sort_values
-        rec = cls(encoders, movies, users, ratings.take(order).reset_index(drop=True), models_dir)
+        rec = cls(encoders, movies, users, ratings.take(order).reset_index(drop=True), models_dir, runtime)
+        del ratings
+        # pyarrow's allocator keeps what the parquet reads freed (~120 MB on ML-1M) for later reads; a service
+        # worker makes none, so it is handed back.
+        pyarrow.default_memory_pool().release_unused()
         check_trained(models_dir, models)
         for name in models:
             rec.scorer(name)
@@ -198,6 +220,8 @@ class Recommender:
         raise Unusable(self._unusable[key])
 
     def retrieval(self) -> retriever.Retriever:
+        if self._retrieval is not None:  # no lock once loaded: every answer reads it (its "because" column)
+            return self._retrieval
         with self._lock:
             if self._retrieval is None:
                 source = retriever.path("random", self.models_dir)
@@ -208,10 +232,23 @@ class Recommender:
                 )
         return self._retrieval
 
+    def served_file(self, name: str) -> Path:
+        """The file model `name` is scored from: its LiteRT file, or its .keras with runtime "keras"."""
+        if self.runtime == "keras":
+            return config.model_path(name, "random", self.models_dir)
+        return config.litert_path(name, "random", self.models_dir, config.LITERT["served_variant"])
+
     def check_model(self, name: str) -> None:
-        """Unusable if model file `name` (its .keras and training log, against their manifests) or, for a
-        two-stage model, the retrieval stage cannot be used; nothing is loaded."""
-        self._remembered(name, partial(model_files.check_model, name, "random", self.models_dir))
+        """Unusable if what model `name` is scored from (its training log and the file served_file names, against
+        their manifests) or, for a two-stage model, the retrieval stage cannot be used; nothing is loaded. With the
+        LiteRT runtime its .keras is not read, so a damaged one does not stop serving (make retrains it)."""
+        log = model_files.training_log_path(name, "random", self.models_dir)
+        self._remembered(name, partial(manifests.check, log, model_files.rebuild_command(name)))
+        if self.runtime == "keras":
+            rebuild = model_files.rebuild_command(name)
+        else:
+            rebuild = export.rebuild_command(config.LITERT["served_variant"])
+        self._remembered(name, partial(manifests.check, self.served_file(name), rebuild))
         if config.MODELS[name].candidates:
             self._remembered(
                 "retrieval", partial(manifests.check, retriever.path("random", self.models_dir), RETRIEVAL)
@@ -239,7 +276,8 @@ class Recommender:
         fitted = self.retrieval() if config.MODELS[name].candidates else None
         with self._lock:
             if name not in self.scorers:
-                load = partial(load_scorer, name, "random", self.models_dir, fitted, self.movies)
+                variant = config.LITERT["served_variant"]
+                load = partial(load_scorer, name, "random", self.models_dir, fitted, self.movies, self.runtime, variant)
                 self.scorers[name] = self._remembered(name, load)
             return self.scorers[name]
 
@@ -255,7 +293,9 @@ class Recommender:
 
     def _load_precomputed(self, name: str) -> Precomputed | None:
         path = precomputed_path(name, self.models_dir)
-        made_from = [config.model_path(name, "random", self.models_dir), retriever.path("random", self.models_dir)]
+        # The table is stale once the model is retrained, whether or not its LiteRT file was exported since.
+        model = config.model_path(name, "random", self.models_dir)
+        made_from = [model, self.served_file(name), retriever.path("random", self.models_dir)]
         if not path.is_file() or any(
             not source.is_file() or source.stat().st_mtime > path.stat().st_mtime for source in made_from
         ):
@@ -315,12 +355,12 @@ class Recommender:
         """The rating-time year and month to score in: those given, else those of the user's latest rating
         (for a new person, user_id None: the latest month in the data)."""
         self.check_context(year, month)
-        ratings = self.ratings if user_id is None else self.user_ratings(self.user_code(user_id))
-        latest = ratings.loc[ratings["timestamp"].idxmax()] if user_id is None else ratings.iloc[-1]
+        # The ratings are sorted by user and time: a user's latest is the last of their slice.
+        latest = self._latest_rating if user_id is None else self._bounds[self.user_code(user_id) + 1] - 1
         if year is None:
-            year = int(self.encoders.decode("rating_year", [latest["rating_year"]])[0])
+            year = int(self.encoders.classes["rating_year"][self._rating_years[latest]])
         if month is None:
-            month = int(self.encoders.decode("rating_month", [latest["rating_month"]])[0])
+            month = int(self.encoders.classes["rating_month"][self._rating_months[latest]])
         if not self.encoders.knows("rating_month", month):
             raise RecommendError(
                 f"month {month} never occurs in the ratings; valid months: "
@@ -359,8 +399,10 @@ class Recommender:
         out["movie_id"] = self.encoders.decode("movie_id", out["movie_id"]).astype("int64")
         return out
 
-    def top_frame(self, movies: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
-        """rank, movie_id (MovieLens ID), title, genres, score of movie codes in ranked order."""
+    def top_frame(self, movies: np.ndarray, scores: np.ndarray, liked: np.ndarray | None = None) -> pd.DataFrame:
+        """rank, movie_id (MovieLens ID), title, genres, score of movie codes in ranked order, and because: the
+        liked movies (codes `liked`) that add most to each one's retrieval score (`because`); empty lists when
+        liked is None (the reference models: retrieval did not propose their movies)."""
         return pd.DataFrame(
             {
                 "rank": np.arange(1, len(movies) + 1),
@@ -368,8 +410,26 @@ class Recommender:
                 "title": self._title_of[movies],
                 "genres": self._genres_of[movies],
                 "score": np.asarray(scores, dtype=float),
+                "because": [[] for _ in movies] if liked is None else self.because(liked, movies),
             }
         )
+
+    def liked_codes(self, code: int) -> np.ndarray:
+        """The movies (codes) the user with code `code` liked, oldest first: what retrieval reads of them."""
+        mine = slice(self._bounds[code], self._bounds[code + 1])
+        return self._rated_movies[mine][self._rated_labels[mine] == 1]
+
+    def because(self, liked: np.ndarray, movies: np.ndarray) -> list[list[dict]]:
+        """For each of `movies` (codes), the up to config.BECAUSE_N movies of `liked` (codes) that add most to
+        its retrieval score, most first, as [{movie_id (MovieLens ID), title}]; fewer when fewer add to it."""
+        named = self.retrieval().contributions(liked, movies, config.BECAUSE_N)
+        # Python lists, sliced to each row's count: the -1 padding comes last (its lookups are cut off).
+        ids, titles = self._raw_movie_ids[named].tolist(), self._title_of[named].tolist()
+        counts = (named >= 0).sum(axis=1).tolist()
+        return [
+            [{"movie_id": movie_id, "title": title} for movie_id, title in zip(row_ids[:count], row_titles[:count])]
+            for row_ids, row_titles, count in zip(ids, titles, counts)
+        ]
 
     def profile(self, user_id: int) -> dict:
         """user_id, gender, age (group), occupation and zip, as readable labels."""
@@ -396,9 +456,10 @@ class Recommender:
 
     def liked_movies(self, liked_ids: list[int]) -> pd.DataFrame:
         """A new person's liked movies as given (duplicates dropped): movie_id, title, genres."""
-        return self.with_titles(pd.DataFrame({"movie_id": self.movie_codes(liked_ids)}))[
-            ["movie_id", "title", "genres"]
-        ]
+        codes = self.movie_codes(liked_ids)
+        return pd.DataFrame(
+            {"movie_id": self._raw_movie_ids[codes], "title": self._title_of[codes], "genres": self._genres_of[codes]}
+        )
 
     def movies_by_likes(self) -> pd.DataFrame:
         """The catalogue, most liked first: movie_id (MovieLens ID), title, genres, likes."""
@@ -445,10 +506,26 @@ class Recommender:
         code = self.user_code(user_id)
         when = self.context_codes(*self.context(user_id, year, month))
         table = self.precomputed(name) if year is None and month is None else None
+        # Named at answer time from the liked movies, so that a precomputed answer carries them too.
+        liked = self.liked_codes(code) if config.MODELS[name].candidates else None
         if table is not None and n <= table.n and table.movies[code, n - 1] >= 0:
-            return self.top_frame(table.movies[code, :n], table.scores[code, :n])
+            return self.top_frame(table.movies[code, :n], table.scores[code, :n], liked)
+        if config.MODELS[name].candidates:
+            scorer = self.scorer(name)
+            movies, scores = scorer.top_n(self.user_list(scorer, code, when), n)
+            return self.top_frame(movies[0], scores[0], liked)
         top = self._ranked(name, self.user_ratings(code), when, n)
-        return self.top_frame(top["movie_id"].to_numpy(), top["score"].to_numpy())
+        return self.top_frame(top["movie_id"].to_numpy(), top["score"].to_numpy(), liked)
+
+    def user_list(self, scorer, code: int, when: dict) -> candidates.CandidateLists:
+        """The candidate list of the user with code `code` in context `when` (codes) from their slice of the
+        ratings: the same list as user_lists makes from their rows, in a few array operations."""
+        mine = slice(self._bounds[code], self._bounds[code + 1])
+        movies, liked = self._rated_movies[mine], self._rated_labels[mine] == 1
+        context = np.asarray([[when[field] + 1 for field in config.CONTEXT_FIELDS]])
+        return candidates.person_lists(
+            scorer.retrieval, [movies[liked]], self._profiles[[code]], context, scorer.cfg, [movies[~liked]], [code]
+        )
 
     def recommend(
         self,
@@ -459,7 +536,8 @@ class Recommender:
         n: int = config.TOP_N,
         mode: str = config.DEFAULT_MODE,
     ) -> pd.DataFrame:
-        """The n best movies the user has not rated: rank, movie_id, title, genres, score (MovieLens IDs)."""
+        """The n best movies the user has not rated: rank, movie_id, title, genres, score, because (top_frame;
+        MovieLens IDs)."""
         return self.top_for_user(model_name(architecture, mode), user_id, year, month, n)
 
     def top_for_liked(
@@ -478,7 +556,7 @@ class Recommender:
         shifted = np.asarray([[when[field] + 1 for field in config.CONTEXT_FIELDS]])
         lists = candidates.person_lists(scorer.retrieval, [codes], who[None, :], shifted, scorer.cfg)
         movies, scores = scorer.top_n(lists, n)
-        return self.top_frame(movies[0], scores[0])
+        return self.top_frame(movies[0], scores[0], codes)
 
     def recommend_for_liked(
         self,

@@ -26,7 +26,7 @@ import traceback
 from functools import partial
 from pathlib import Path
 
-from pipeline import config, quiet_imports
+from pipeline import config
 from pipeline.serving.recommender import Recommender, Unusable
 
 log = logging.getLogger("pipeline.serving.startup")
@@ -56,18 +56,10 @@ def preload_names() -> list[str]:
     ]
 
 
-def start_up(processed_dir: Path, models_dir: Path, preload: list[str], served=()) -> Recommender:
+def start_up(processed_dir: Path, models_dir: Path, preload: list[str], served=(), runtime="litert") -> Recommender:
     """The Recommender, with the precomputed tables of `preload` read, the lazy indexes built, and the files of
     the `served` models checked (one "unusable" log line per problem). Unusable if the data itself is."""
-    tf = quiet_imports.tensorflow()
-    try:
-        # A request scores ~100 rows: TensorFlow's thread pools gain nothing there, and with a pool per worker
-        # process they only oversubscribe the cores (and spin while they wait).
-        tf.config.threading.set_intra_op_parallelism_threads(config.SERVE["tf_threads"])
-        tf.config.threading.set_inter_op_parallelism_threads(config.SERVE["tf_threads"])
-    except RuntimeError:
-        pass  # TensorFlow already ran in this process (an app built in-process, e.g. by a test): keep its pools
-    rec = Recommender.load(processed_dir, models_dir)
+    rec = Recommender.load(processed_dir, models_dir, runtime=runtime)  # litert: no TensorFlow in the worker
     user = int(rec.encoders.classes["user_id"][0])
     for name in preload:
         with contextlib.suppress(Unusable):  # a damaged table: /v1/health and its requests say so

@@ -66,32 +66,46 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def because_text(because: list[dict], width: int) -> str:
+    """The titles of a recommendation's "because you liked" movies, each cut to `width`, most first."""
+    return "; ".join(clip(movie["title"], width) for movie in because)
+
+
 def format_table(frame: pd.DataFrame, columns: list[str]) -> str:
     shown = frame[columns].copy()
     if "score" in shown:
         shown["score"] = shown["score"].map(lambda s: f"{s:.4f}")
     if "title" in shown:
         shown["title"] = shown["title"].map(lambda title: clip(title, 48))
+    if "because" in shown:
+        shown["because"] = shown["because"].map(lambda because: because_text(because, 32))
+        shown = shown.rename(columns={"because": "because you liked"})
     return shown.to_string(index=False)
 
 
-def side_by_side(lists: dict[str, pd.DataFrame], n: int) -> str:
+def side_by_side(lists: dict[str, pd.DataFrame], n: int, because: bool) -> str:
     columns, headers = [np.arange(1, n + 1)], ["rank"]
     for name, top in lists.items():
         pad = [""] * (n - len(top))
         columns += [[clip(title, 40) for title in top["title"]] + pad, [f"{s:.4f}" for s in top["score"]] + pad]
         headers += [name, "score"]
+        if because:
+            columns.append([because_text(named, 20) for named in top["because"]] + pad)
+            headers.append("because")
     table = pd.DataFrame(dict(enumerate(columns)))
     table.columns = headers
     return table.to_string(index=False)
 
 
-def print_lists(lists: dict[str, pd.DataFrame], n: int) -> None:
+def print_lists(lists: dict[str, pd.DataFrame], n: int, because: bool) -> None:
+    """The Top-N lists as a table, or side by side when there are several; with the "because you liked" column
+    when `because` (not in reference mode, whose movies retrieval did not propose)."""
     if len(lists) == 1:
         typer.echo(f"model {next(iter(lists))}")
-        typer.echo(format_table(next(iter(lists.values())), ["rank", "movie_id", "title", "genres", "score"]))
+        columns = ["rank", "movie_id", "title", "genres", "score", *(["because"] if because else [])]
+        typer.echo(format_table(next(iter(lists.values())), columns))
     else:
-        typer.echo(side_by_side(lists, n))
+        typer.echo(side_by_side(lists, n, because))
 
 
 def print_output(output: dict, history: int, n: int) -> None:
@@ -110,7 +124,7 @@ def print_output(output: dict, history: int, n: int) -> None:
     typer.echo(
         f"\nTop {n} unseen movies in {when['year']}-{when['month']:02d} ({when['source']}), {output['mode']} mode:"
     )
-    print_lists(output["recommendations"], n)
+    print_lists(output["recommendations"], n, because=output["mode"] == "two_stage")
 
 
 def output_json(output: dict) -> str:
@@ -152,6 +166,7 @@ def recommend_command(
     n: str = typer.Option(str(config.TOP_N), "--n", metavar="INTEGER", help="How many movies."),
     history: int = typer.Option(HISTORY_ROWS, help="Liked movies to print (0: all); --json has all."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    runtime: config.Runtime = typer.Option(config.Runtime.litert, help=config.RUNTIME_HELP),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
@@ -162,7 +177,7 @@ def recommend_command(
             raise RecommendError("give --user or --liked, not both")
         year, month, n = whole_number(year, "year"), whole_number(month, "month"), whole_number(n, "N")
         check_n(n)
-        rec = Recommender.load(processed_dir, models_dir)
+        rec = Recommender.load(processed_dir, models_dir, runtime=runtime.value)
         rec.check_context(year, month)
         if liked is not None:
             liked_ids = parse_liked(liked)
@@ -208,6 +223,7 @@ def recommend_all_command(
     ),
     mode: config.ServedMode = typer.Option(config.DEFAULT_MODE),
     n: int = typer.Option(config.TOP_N, "--n", min=1),
+    runtime: config.Runtime = typer.Option(config.Runtime.litert, help=config.RUNTIME_HELP),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
     out_dir: Path = typer.Option(
@@ -218,7 +234,7 @@ def recommend_all_command(
     out_dir = out_dir or models_dir.parent
     try:
         names = [model_name(choice, mode.value) for choice in architectures(architecture.value)]
-        rec = Recommender.load(processed_dir, models_dir)
+        rec = Recommender.load(processed_dir, models_dir, runtime=runtime.value)
         paths = {name: out_dir / f"recommendations_{name}.parquet" for name in names}
         chunks = rec.every_users_top(names, n, progress=True)
         for name, (rows, users) in write_tables(paths, chunks, list(RECOMMENDATION_COLUMNS)).items():
@@ -232,6 +248,7 @@ def precompute_command(
     model: list[config.Model] = typer.Option(
         None, "--model", help="Only this two-stage model (repeatable); default: both."
     ),
+    runtime: config.Runtime = typer.Option(config.Runtime.litert, help=config.RUNTIME_HELP),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
@@ -243,7 +260,7 @@ def precompute_command(
         not_two_stage = [name for name in names if not config.MODELS[name].candidates]
         if not_two_stage:
             raise RecommendError(f"precompute makes two-stage models' tables; not one: {', '.join(not_two_stage)}")
-        rec = Recommender.load(processed_dir, models_dir)
+        rec = Recommender.load(processed_dir, models_dir, runtime=runtime.value)
         paths = {name: precomputed_path(name, models_dir) for name in names}
         chunks = rec.every_users_top(names, n, progress=True)
         for name, (_, users) in write_tables(paths, chunks, list(PRECOMPUTED_COLUMNS), producer=PRECOMPUTE).items():

@@ -140,7 +140,11 @@ def describe(cfg: dict) -> str:
     """A model's or tuning candidate's settings in one cell (settings a record predates take their defaults)."""
     cfg = config.with_defaults(cfg)
     units = cfg["dnn_hidden_units"]
-    parts = [f"AutoInt+MLP {'-'.join(map(str, units))} (dropout {cfg['dnn_dropout']:g})" if units else "AutoInt"]
+    architecture = cfg.get("architecture", "autoint")
+    if architecture in config.ARCHITECTURES:
+        parts = [f"AutoInt+MLP {'-'.join(map(str, units))} (dropout {cfg['dnn_dropout']:g})" if units else "AutoInt"]
+    else:  # another DeepCTR ranker of the study, with its own DNN
+        parts = [f"{architecture} (DeepCTR, DNN {'-'.join(map(str, units)) or 'none'})"]
     if cfg["candidates"]:
         folds = "by time" if cfg["fold_scheme"] == "time" else "random"
         parts.append(

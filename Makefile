@@ -3,7 +3,8 @@
 #   make all         the product: install, download, preprocess, retrieval, the rankers' candidate lists, the
 #                    reference and default models, their evaluation, the report, and user 3's recommendations
 #   make test        the test suite (generated data, no network)
-#   make study       everything else: tuned and sampled-negative models, the temporal split, new users
+#   make study       everything else: tuned and sampled-negative models, the temporal split, the other rankers,
+#                    the newcomer curve (make newcomers)
 #   make recommend USER=3 [ARCHITECTURE=autoint|autoint_mlp|both MODE=two_stage|reference YEAR=2001 MONTH=5 N=10]
 #   make recommend LIKED="2571,1196,260" [GENDER=F AGE=25 OCCUPATION=4]
 #   make train MODEL=<name> [SPLIT=temporal EPOCHS=2 LR=1e-3 ...]   (see docs/training.md)
@@ -30,6 +31,7 @@ METRICS   := artifacts/metrics.json
 STUDY_METRICS := artifacts/study/metrics.json
 REPRO_METRICS := artifacts/repro/metrics.json
 REPORT    := artifacts/report.md
+NEWCOMERS := artifacts/study/newcomers.json
 
 # The model lists, made from pipeline/config.py (their one source): PRODUCT_MODEL_FILES, STUDY_MODEL_FILES,
 # REFERENCE_MODEL_FILES, FIELD_MODEL_FILES, TWO_STAGE_MODEL_FILES, SERVED_MODEL_FILES, DEFAULT_MODEL_FILES,
@@ -50,7 +52,8 @@ SPLIT ?= random
 SETTINGS_ARGS := $(if $(filter train,$(MAKECMDGOALS)),$(if $(MODEL),--model "$(MODEL)" --split "$(SPLIT)")) $(SETS)
 STAGE_SETTINGS := $(PROCESSED)/preprocess.settings.json $(MODELS)/retrieval.settings.json \
 	$(MODELS)/temporal/retrieval.settings.json $(MODELS)/candidate_lists.settings.json \
-	$(MODELS)/temporal/candidate_lists.settings.json artifacts/evaluate.settings.json
+	$(MODELS)/temporal/candidate_lists.settings.json artifacts/evaluate.settings.json \
+	artifacts/study/newcomers.settings.json
 $(MODEL_SETTINGS_FILES) $(STAGE_SETTINGS) &: FORCE
 	@$(PYTHON) -m pipeline.settings_files write $(SETTINGS_ARGS)
 FORCE:
@@ -78,7 +81,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 # The code each file is made by (a model is retrained when the code that trains it changes, not other code).
-DATA_CODE := pipeline/data/preprocess.py pipeline/data/history.py
+PREPROCESS_CODE := pipeline/data/raw_files.py pipeline/data/fields.py pipeline/data/splits.py pipeline/data/processed.py \
+	pipeline/data/preprocess.py
+DATA_CODE := $(PREPROCESS_CODE) pipeline/data/history.py
 RETRIEVAL_CODE := $(wildcard pipeline/retrieval/*.py)
 FIELD_TRAIN_CODE := pipeline/training/train.py pipeline/training/sampling.py pipeline/training/callbacks.py \
 	pipeline/ranking/architecture.py $(DATA_CODE)
@@ -91,8 +96,10 @@ SCORING_CODE := pipeline/ranking/scorers.py pipeline/ranking/model_files.py pipe
 EXPORT_CODE := pipeline/ranking/export.py pipeline/ranking/model_files.py
 EVALUATE_CODE := pipeline/evaluation/evaluate.py pipeline/evaluation/metrics.py pipeline/evaluation/baselines.py \
 	pipeline/evaluation/tables.py $(SCORING_CODE) $(DATA_CODE)
+RECOMMENDER_CODE := pipeline/serving/errors.py pipeline/serving/served_data.py pipeline/serving/served_models.py \
+	pipeline/serving/recommender.py
 
-.PHONY: all study install download preprocess retrieval candidates train evaluate report export export-quantized precompute \
+.PHONY: all study newcomers install download preprocess retrieval candidates train evaluate report export export-quantized precompute \
 	recommend recommend-all check-repro \
 	repro tune test lint bench bench-litert app serve bench-serve clean clean-tuning synth bench-train bench-scale synthetic
 .DEFAULT_GOAL := all
@@ -106,7 +113,7 @@ else
 all: synthetic
 endif
 
-study: $(STUDY_METRICS) artifacts/litert_bench.json
+study: $(STUDY_METRICS) $(NEWCOMERS) artifacts/litert_bench.json
 	$(PY) -m pipeline report
 
 install: $(DEPS)
@@ -120,7 +127,7 @@ $(RAW_FILES) &: | $(DEPS)
 	$(PY) -m pipeline download $(if $(SOURCE),--source "$(SOURCE)")
 
 preprocess: $(ENCODERS)
-$(ENCODERS): $(RAW_FILES) $(PROCESSED)/preprocess.settings.json pipeline/data/preprocess.py | $(DEPS)
+$(ENCODERS): $(RAW_FILES) $(PROCESSED)/preprocess.settings.json $(PREPROCESS_CODE) | $(DEPS)
 	$(PY) -m pipeline preprocess
 
 retrieval: $(RETRIEVAL)
@@ -154,12 +161,19 @@ $(METRICS): $(PRODUCT_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) artifacts/evaluate.s
 	$(PY) -m pipeline evaluate --path product
 
 $(STUDY_METRICS): $(STUDY_MODEL_FILES) $(RETRIEVAL) $(TEMPORAL_RETRIEVAL) $(ENCODERS) artifacts/evaluate.settings.json \
-		$(EVALUATE_CODE) pipeline/evaluation/newcomers.py | $(DEPS)
+		$(EVALUATE_CODE) | $(DEPS)
 	$(PY) -m pipeline evaluate --path study
+
+# The newcomer curve (part of make study): held-out users given their first 1, 3, 5, 10 liked movies. Its
+# retrieval model and ranker, trained without those users, stay in artifacts/models/newcomers/ between runs.
+newcomers: $(NEWCOMERS)
+$(NEWCOMERS): $(ENCODERS) artifacts/study/newcomers.settings.json $(EVALUATE_CODE) $(TWO_STAGE_TRAIN_CODE) \
+		pipeline/evaluation/newcomers.py | $(DEPS)
+	$(PY) -m pipeline newcomers
 
 # The report reads whatever the runs left: make all's metrics, the study's and make tune's when present.
 report: $(REPORT)
-$(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) artifacts/tuning.json) pipeline/evaluation/report.py \
+$(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) $(NEWCOMERS) artifacts/tuning.json) pipeline/evaluation/report.py \
 		pipeline/evaluation/plots.py pipeline/labels.py | $(DEPS)
 	$(PY) -m pipeline report
 
@@ -177,7 +191,7 @@ $(MODELS)/%.int8.tflite $(MODELS)/%.float16.tflite: $(MODELS)/%.keras $(EXPORT_C
 # Every user's default Top-100 of the two-stage models, which recommend, the page and the service answer
 # default requests from (anything else is scored when asked).
 precompute: $(PRECOMPUTED)
-$(PRECOMPUTED) &: $(DEFAULT_LITERT_FILES) $(RETRIEVAL) $(ENCODERS) pipeline/serving/recommender.py pipeline/serving/terminal.py \
+$(PRECOMPUTED) &: $(DEFAULT_LITERT_FILES) $(RETRIEVAL) $(ENCODERS) $(RECOMMENDER_CODE) pipeline/serving/terminal.py \
 		$(SCORING_CODE) | $(DEPS)
 	$(PY) -m pipeline precompute
 

@@ -7,7 +7,7 @@ import typer
 from pipeline import config, manifests  # noqa: F401  (config: TensorFlow's environment before any stage imports it)
 from pipeline.bench import litert_bench, recommend_bench, scale_bench, serve_bench, train_bench
 from pipeline.data import download, preprocess, synth
-from pipeline.evaluation import check_repro, evaluate, report, tune
+from pipeline.evaluation import check_repro, evaluate, newcomers, report, tune
 from pipeline.files import describe_os_error
 from pipeline.ranking import export
 from pipeline.retrieval import retriever
@@ -26,6 +26,7 @@ app.command("retrieval")(retriever.retrieval_command)
 app.command("candidates")(ranker.candidates_command)
 app.command("train")(train.train_command)
 app.command("evaluate")(evaluate.evaluate_command)
+app.command("newcomers")(newcomers.newcomers_command)
 app.command("report")(report.report_command)
 app.command("export")(export.export_command)
 app.command("check-repro")(check_repro.check_repro_command)

@@ -194,11 +194,17 @@ def stage_settings(processed_dir: Path, models_dir: Path, artifacts_dir: Path) -
         }
     stages[artifacts_dir / "evaluate.settings.json"] = {
         "top_n": config.TOP_N,
-        "new_user_share": config.NEW_USER_SHARE,
-        "new_user_given": config.NEW_USER_GIVEN,
         "positive_rate_prior": config.POSITIVE_RATE_PRIOR,
         "product": config.PRODUCT_MODELS,
         "study": config.STUDY_MODELS,
+    }
+    stages[artifacts_dir / "study" / "newcomers.settings.json"] = {
+        "top_n": config.TOP_N,
+        "newcomers": config.NEWCOMERS,
+        "newcomer_lists": config.NEWCOMER_LISTS,
+        "ranker": dataclasses.asdict(config.MODELS[config.model_name(config.DEFAULT_ARCHITECTURE)]),
+        "ease_l2": config.EASE_L2,
+        "retrieval": config.RETRIEVAL,
     }
     return stages
 

@@ -37,31 +37,32 @@ def small_config(name: str, split: str = "random", **changes) -> config.TrainCon
     return dataclasses.replace(cfg, **{**SMALL, **(SMALL_TWO_STAGE if cfg.candidates else {}), **changes})
 
 
-# The files that take longest in `make test`, slowest first (--durations, on a quiet 2-core machine); see
+# The files that take longest in `make test`, slowest first (their CPU seconds, one file at a time, --durations and
+# user + system time; the small run's build is test_serve's, the first file that needs it); see
 # pytest_collection_modifyitems.
 SLOW_FILES = (
     "test_distributed.py",
     "test_architectures.py",
-    "test_train.py",
     "test_tune.py",
-    "test_litert.py",
+    "test_train.py",
     "test_recommend.py",
-    "test_serve.py",
-    "test_app_browser.py",
-    "test_because.py",
     "test_list_streaming.py",
-    "test_app.py",
+    "test_litert.py",
+    "test_train_options.py",
+    "test_newcomers.py",
+    "test_streaming.py",
     "test_evaluate_chunks.py",
     "test_makefile.py",
-    "test_streaming.py",
-    "test_disk_errors.py",
-    "test_newcomers.py",
-    "test_train_options.py",
-    "test_precompute_chunks.py",
+    "test_app.py",
     "test_list_shards.py",
-    "test_make_rebuilds_damaged.py",
+    "test_serve.py",
+    "test_disk_errors.py",
     "test_als.py",
+    "test_app_browser.py",
+    "test_precompute_chunks.py",
     "test_damaged_stage_inputs.py",
+    "test_make_rebuilds_damaged.py",
+    "test_because.py",
     "test_damaged_artifacts.py",
 )
 
@@ -121,10 +122,11 @@ def raw_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_processed(tmp_path_factory, raw_dir) -> Path:
     """data/processed of the generated data, as small_run holds it (for tests that need no trained model)."""
-    from pipeline.data import preprocess
+    from pipeline.data import preprocess, raw_files
+    from pipeline.data.processed import save_processed
 
     def build(folder: Path) -> None:
-        preprocess.save_processed(preprocess.preprocess(*preprocess.read_raw(raw_dir)), folder)
+        save_processed(preprocess.preprocess(*raw_files.read_raw(raw_dir)), folder)
 
     return built_once(tmp_path_factory, "processed", build)
 
@@ -132,7 +134,8 @@ def small_processed(tmp_path_factory, raw_dir) -> Path:
 def build_small_run(root: Path, raw_dir: Path) -> None:
     """A tiny real run into `root`: preprocess, retrieval, the models trained for one epoch, exported to LiteRT,
     evaluate, report."""
-    from pipeline.data import preprocess
+    from pipeline.data import preprocess, raw_files
+    from pipeline.data.processed import save_processed
     from pipeline.evaluation import evaluate, report
     from pipeline.files import write_json
     from pipeline.ranking import export
@@ -141,8 +144,8 @@ def build_small_run(root: Path, raw_dir: Path) -> None:
 
     processed_dir, artifacts_dir = root / "data" / "processed", root / "artifacts"
     models_dir = artifacts_dir / "models"
-    processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
-    preprocess.save_processed(processed, processed_dir)
+    processed = preprocess.preprocess(*raw_files.read_raw(raw_dir))
+    save_processed(processed, processed_dir)
     for split, names in SMALL_RUN_MODELS.items():
         data = processed.split(split)
         retriever.save(retriever.fit(data.train, len(data.users), len(data.movies)), retriever.path(split, models_dir))

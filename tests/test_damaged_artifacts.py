@@ -16,8 +16,10 @@ from typer.testing import CliRunner
 
 from pipeline import config, manifests
 from pipeline.cli import app
+from pipeline.serving.errors import Unusable
 from pipeline.serving.http_api import create_app
-from pipeline.serving.recommender import Recommender, Unusable, precomputed_path
+from pipeline.serving.recommender import Recommender
+from pipeline.serving.served_models import precomputed_path
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "pipeline" / "serving" / "app.py")

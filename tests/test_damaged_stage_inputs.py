@@ -32,7 +32,7 @@ def dirs(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def evaluated_run(small_run, tmp_path_factory) -> Path:
-    """The small run (its tables written by preprocess.save_processed) evaluated again by the evaluate command into
+    """The small run (its tables written by processed.save_processed) evaluated again by the evaluate command into
     a folder of its own, with the report of that folder."""
     root = tmp_path_factory.mktemp("evaluated") / "run"
     shutil.copytree(small_run, root)

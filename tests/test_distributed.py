@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from pipeline import config
 from pipeline.cli import app
-from pipeline.data import preprocess
+from pipeline.data import preprocess, raw_files
+from pipeline.data.processed import load_processed, save_processed
 from pipeline.ranking import candidates, list_shards, model_files, ranker_inputs, scorers
 from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.retrieval import retriever
@@ -36,7 +37,7 @@ def processed_dir(tmp_path_factory):
     # Smaller than the shared fixture's data: two TensorFlow processes share the test machine's cores.
     raw = write_fake_movielens(tmp_path_factory.mktemp("raw") / "ml-1m", n_users=120, n_movies=100, ratings_per_user=20)
     folder = tmp_path_factory.mktemp("processed")
-    preprocess.save_processed(preprocess.preprocess(*preprocess.read_raw(raw)), folder)
+    save_processed(preprocess.preprocess(*raw_files.read_raw(raw)), folder)
     return folder
 
 
@@ -110,7 +111,7 @@ def test_a_streamed_two_stage_ranker_without_its_lists_is_refused_in_one_line(pr
 @pytest.fixture(scope="module")
 def list_folder(processed_dir, tmp_path_factory):
     """The processed data's out-of-fold candidate lists of TWO_STAGE (with TWO_STAGE_OPTIONS), in shards."""
-    data = preprocess.load_processed(processed_dir)
+    data = load_processed(processed_dir)
     cfg = dataclasses.replace(config.model_settings(TWO_STAGE), candidates=30)
     folds = ranker.fold_lists(data.train, data.users, len(data.movies), cfg, chunk_users=16)
     return list_shards.write(
@@ -131,7 +132,7 @@ def test_two_workers_train_the_two_stage_ranker_from_its_shards_and_the_chief_mo
     log = json.loads((tmp_path / f"{TWO_STAGE}.training_log.json").read_text())
     assert log["input"]["workers"] == 2 and len(log["epochs"]) == 1
     assert np.isfinite(log["epochs"][0]["loss"]) and np.isfinite(log["epochs"][0]["val_loss"])
-    data = preprocess.load_processed(processed_dir)
+    data = load_processed(processed_dir)
     cfg = config.train_config(log["config"])
     ranker_model = scorers.TwoStage(
         retrieval=retriever.fit(data.train, len(data.users), len(data.movies)),

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline import config
 from pipeline.data import history
-from pipeline.data.preprocess import load_processed
+from pipeline.data.processed import load_processed
 from pipeline.data.synth import MARKER
 from pipeline.evaluation import evaluate
 from pipeline.ranking import candidates

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.data import preprocess
+from pipeline.data import preprocess, raw_files
 from pipeline.ranking import list_shards
 from pipeline.training import ranker
 from tests.conftest import small_config
@@ -17,7 +17,7 @@ from tests.conftest import small_config
 
 @pytest.fixture(scope="module")
 def data(raw_dir):
-    return preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    return preprocess.preprocess(*raw_files.read_raw(raw_dir))
 
 
 @pytest.fixture(scope="module")

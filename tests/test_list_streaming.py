@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline import config
 from pipeline.cli import app
-from pipeline.data import preprocess
+from pipeline.data import preprocess, raw_files
 from pipeline.ranking import list_shards, model_files
 from pipeline.training import list_streaming, ranker
 from tests.conftest import small_config
@@ -19,7 +19,7 @@ from tests.conftest import small_config
 
 @pytest.fixture(scope="module")
 def data(raw_dir):
-    return preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    return preprocess.preprocess(*raw_files.read_raw(raw_dir))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from pipeline import config
 from pipeline.cli import app
 from pipeline.ranking import candidates
-from pipeline.serving.recommender import Recommender, precomputed_path
+from pipeline.serving.recommender import Recommender
+from pipeline.serving.served_models import precomputed_path
 
 SMALL_CHUNK = 7  # the generated data's 300 users in 43 chunks
 

@@ -7,12 +7,12 @@ from typer.testing import CliRunner
 
 from pipeline import config
 from pipeline.cli import app  # noqa: E402
-from pipeline.data import preprocess
+from pipeline.data import fields, preprocess, raw_files, splits
 
 
 @pytest.fixture(scope="module")
 def raw(raw_dir):
-    return preprocess.read_raw(raw_dir)
+    return raw_files.read_raw(raw_dir)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_read_raw_keeps_titles_with_colons_and_latin1(tmp_path):
     (tmp_path / "movies.dat").write_bytes(
         "7::Star Wars: Episode IV - A New Hope (1977)::Action|Sci-Fi\n8::Amélie (2001)::Comedy\n".encode("latin-1")
     )
-    movies = preprocess.read_movies(tmp_path / "movies.dat")
+    movies = raw_files.read_movies(tmp_path / "movies.dat")
     assert movies["title"].tolist() == ["Star Wars: Episode IV - A New Hope (1977)", "Amélie (2001)"]
 
 
@@ -60,7 +60,7 @@ def test_label_is_rating_four_or_more_and_three_is_negative(processed):
 
 def test_genre_placeholder_for_movies_with_few_genres():
     movies = pd.DataFrame({"movie_id": [1, 2], "title": ["A (1999)", "B (2000)"], "genres": ["Drama", "Comedy|War"]})
-    out = preprocess.movie_features(movies)
+    out = fields.movie_features(movies)
     assert out["genre2"].tolist() == ["(none)", "War"]
     assert out["genre3"].tolist() == ["(none)", "(none)"]
 
@@ -68,7 +68,7 @@ def test_genre_placeholder_for_movies_with_few_genres():
 def test_encoders_round_trip_through_json(processed, tmp_path):
     encoders = processed.encoders
     encoders.save(tmp_path / "encoders.json")
-    loaded = preprocess.Encoders.load(tmp_path / "encoders.json")
+    loaded = fields.Encoders.load(tmp_path / "encoders.json")
     assert loaded == encoders
     for field in config.FIELDS:
         codes = processed.train[field].to_numpy()
@@ -78,7 +78,7 @@ def test_encoders_round_trip_through_json(processed, tmp_path):
 
 
 def test_unknown_values_are_rejected_not_refitted(processed):
-    with pytest.raises(preprocess.UnknownValueError, match="user_id"):
+    with pytest.raises(fields.UnknownValueError, match="user_id"):
         processed.encoders.encode("user_id", [1, 999_999])
     assert not processed.encoders.knows("rating_year", 1999)
     assert processed.encoders.knows("rating_year", processed.encoders.classes["rating_year"][0])
@@ -87,7 +87,7 @@ def test_unknown_values_are_rejected_not_refitted(processed):
 def test_codes_are_dense_and_dims_count_distinct_values(raw, processed):
     ratings, movies, users = raw
     rated_users = users[users["user_id"].isin(ratings["user_id"])]
-    rated_movies = preprocess.movie_features(movies[movies["movie_id"].isin(ratings["movie_id"])])
+    rated_movies = fields.movie_features(movies[movies["movie_id"].isin(ratings["movie_id"])])
     when = pd.to_datetime(ratings["timestamp"], unit="s", utc=True).dt
     distinct = {
         **{field: rated_users[field].nunique() for field in config.USER_FIELDS},
@@ -143,7 +143,7 @@ def test_temporal_split_holds_out_each_users_latest_fifth_and_at_least_one():
             "movie_id": range(14),
         }
     )
-    train, test = preprocess.split_temporal(frame)
+    train, test = splits.split_temporal(frame)
     assert sorted(test.loc[test["user_id"] == 1, "timestamp"]) == [9, 10]  # floor(10 × 0.2) = 2 latest
     assert list(test.loc[test["user_id"] == 2, "timestamp"]) == [30]  # floor(0.6) → at least one
     assert list(test.loc[test["user_id"] == 3, "timestamp"]) == [1]  # a single rating goes to test
@@ -154,5 +154,5 @@ def test_temporal_split_holds_out_each_users_latest_fifth_and_at_least_one():
 
 def test_temporal_split_keeps_file_order_for_ratings_at_the_same_time():
     frame = pd.DataFrame({"user_id": [1] * 5, "timestamp": [1, 2, 3, 3, 3], "movie_id": [10, 11, 12, 13, 14]})
-    _, test = preprocess.split_temporal(frame, test_size=0.4)
+    _, test = splits.split_temporal(frame, test_size=0.4)
     assert list(test["movie_id"]) == [13, 14]

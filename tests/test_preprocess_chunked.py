@@ -11,7 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.data import preprocess
+from pipeline.data import preprocess, raw_files
+from pipeline.data.processed import save_processed
 
 TABLES = ("train", "test", "temporal_train", "temporal_test", "movies", "users")
 FILES = (*(f"{name}.parquet" for name in TABLES), "encoders.json")
@@ -47,7 +48,7 @@ def chunked(raw_dir, tmp_path_factory):
 
 def test_tiny_chunks_and_row_groups_write_the_same_tables_as_one_chunk(raw_dir, whole, chunked):
     ratings = len((raw_dir / "ratings.dat").read_bytes().splitlines())
-    chunks = list(preprocess.read_ratings_chunks(raw_dir / "ratings.dat", CHUNK_ROWS))
+    chunks = list(raw_files.read_ratings_chunks(raw_dir / "ratings.dat", CHUNK_ROWS))
     assert len(chunks) == math.ceil(ratings / CHUNK_ROWS) > 100 and max(map(len, chunks)) == CHUNK_ROWS
     assert_same_tables(chunked, whole)
     for name in ("train", "temporal_test"):
@@ -58,7 +59,7 @@ def test_tiny_chunks_and_row_groups_write_the_same_tables_as_one_chunk(raw_dir, 
 
 
 def test_files_are_the_ones_pandas_writes_for_the_in_memory_tables(raw_dir, whole, tmp_path):
-    preprocess.save_processed(preprocess.preprocess(*preprocess.read_raw(raw_dir)), tmp_path)
+    save_processed(preprocess.preprocess(*raw_files.read_raw(raw_dir)), tmp_path)
     for name in FILES:
         assert (whole / name).read_bytes() == (tmp_path / name).read_bytes(), name
 

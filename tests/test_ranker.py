@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline import config
-from pipeline.data import preprocess
+from pipeline.data import preprocess, raw_files
 from pipeline.ranking import candidates, ranker_inputs, scorers
 from pipeline.retrieval import ease, retriever
 from pipeline.training import ranker
@@ -19,7 +19,7 @@ from tests.conftest import small_config
 
 @pytest.fixture(scope="module")
 def data(raw_dir):
-    return preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    return preprocess.preprocess(*raw_files.read_raw(raw_dir))
 
 
 @pytest.fixture(scope="module")

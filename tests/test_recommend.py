@@ -19,7 +19,8 @@ from pipeline.ranking import architecture, model_files
 from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.ranking.scorers import ModelScorer, top_n
 from pipeline.serving import answers
-from pipeline.serving.recommender import Recommender, RecommendError
+from pipeline.serving.errors import RecommendError
+from pipeline.serving.recommender import Recommender
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """The report's judgements from hand-made metrics: who loses to which baseline, and which targets are met."""
 
 from pipeline import config
-from pipeline.evaluation import report
+from pipeline.evaluation import report, report_sections
 
 
 def protocols(auc=None, logloss=None, recall=None, ndcg=None):
@@ -44,20 +44,21 @@ def test_targets_compare_the_two_stage_models_with_ease_and_the_tuned_models_wit
     assert lines[4] == "met: AutoInt+MLP (two-stage) (random) trained in 250 s (target ≤ 300 s)"
 
 
-def test_new_user_targets_need_a_win_over_every_baseline():
-    new = {
-        "baselines": ["ease", "most_popular"],
-        "scorers": {
-            "ease": {"recall@10": 0.10, "ndcg@10": 0.20},
-            "most_popular": {"recall@10": 0.12, "ndcg@10": 0.19},
-            "ours": {"recall@10": 0.11, "ndcg@10": 0.21},
+def test_newcomer_targets_hold_the_served_list_to_1_03_times_the_better_baseline_at_each_k():
+    at = lambda recall, ndcg: {"recall@10": recall, "ndcg@10": ndcg}  # noqa: E731
+    results = {
+        "baselines": ["most_popular", "ease"],
+        "test": {
+            "1": {"most_popular": at(0.10, 0.40), "ease": at(0.05, 0.30), "served": at(0.104, 0.41), "users": 5},
+            "10": {"most_popular": at(0.05, 0.30), "ease": at(0.07, 0.33), "served": at(0.071, 0.35), "users": 5},
         },
     }
-    lines = report.targets({"models": {}, "baselines": {}, "new_users": new})
+    lines = report_sections.newcomer_targets(results)
     assert lines == [
-        "NOT met: new users, ours: recall@10 0.1100 vs the best baseline's 0.1200 (target: above most "
-        "popular and EASE)",
-        "met: new users, ours: ndcg@10 0.2100 vs the best baseline's 0.2000 (target: above most popular and EASE)",
+        "met: 1 given, recall@10 0.1040 = 1.040 × most popular's 0.1000 (target ≥ 1.03 ×)",
+        "**missed**: 1 given, ndcg@10 0.4100 = 1.025 × most popular's 0.4000 (target ≥ 1.03 ×)",
+        "**missed**: 10 given, recall@10 0.0710 = 1.014 × EASE (retrieval alone)'s 0.0700 (target ≥ 1.03 ×)",
+        "met: 10 given, ndcg@10 0.3500 = 1.061 × EASE (retrieval alone)'s 0.3300 (target ≥ 1.03 ×)",
     ]
 
 

@@ -84,7 +84,7 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
     from typer.testing import CliRunner
 
     from pipeline.cli import app
-    from pipeline.data.preprocess import load_processed
+    from pipeline.data.processed import load_processed
 
     processed = small_run / "data" / "processed"
     result = CliRunner().invoke(

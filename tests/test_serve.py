@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline import config
 from pipeline.bench.serve_bench import start_service
 from pipeline.processes import free_port, stop_process
-from pipeline.serving.recommender import Recommender, model_name
+from pipeline.serving.errors import model_name
+from pipeline.serving.recommender import Recommender
 
 RECOMMENDATIONS = "/v1/users/{user_id}/recommendations"
 

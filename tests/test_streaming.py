@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from pipeline import config
-from pipeline.data import preprocess
+from pipeline.data import preprocess, raw_files
+from pipeline.data.processed import load_processed, save_processed
 from pipeline.ranking import model_files
 from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.ranking.scorers import ModelScorer, score_rows
@@ -20,14 +21,14 @@ COLUMNS = [*config.FIELDS, "label"]
 @pytest.fixture(scope="module")
 def processed_dir(tmp_path_factory, raw_dir):
     folder = tmp_path_factory.mktemp("processed")
-    processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
-    preprocess.save_processed(processed, folder)
+    processed = preprocess.preprocess(*raw_files.read_raw(raw_dir))
+    save_processed(processed, folder)
     return folder
 
 
 @pytest.fixture(scope="module")
 def data(processed_dir):
-    return preprocess.load_processed(processed_dir)
+    return load_processed(processed_dir)
 
 
 @pytest.fixture

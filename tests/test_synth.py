@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from pipeline import config
 from pipeline.cli import app
-from pipeline.data import movielens, preprocess, synth
+from pipeline.data import movielens, preprocess, raw_files, synth
 
 RATINGS = 30_000
 
@@ -34,7 +34,7 @@ def test_output_passes_the_real_datas_validation_and_is_marked_synthetic(synthet
     assert raw_dir != config.RAW_DIR and raw_dir.parent == root
     assert synth.is_synthetic(root) and synth.is_synthetic(raw_dir) and synth.is_synthetic(root / "processed")
     assert "SYNTHETIC" in (raw_dir / synth.MARKER).read_text()
-    ratings, movies, users = preprocess.read_raw(raw_dir)
+    ratings, movies, users = raw_files.read_raw(raw_dir)
     prepared = preprocess.prepare([ratings], movies, users)
     assert len(prepared.splits["train"]) + len(prepared.splits["test"]) == RATINGS == len(ratings)
     assert set(prepared.encoders.dims()) == set(config.FIELDS)
@@ -43,7 +43,7 @@ def test_output_passes_the_real_datas_validation_and_is_marked_synthetic(synthet
 
 def test_fields_have_ml1m_value_ranges(synthetic):
     _, raw_dir = synthetic
-    ratings, movies, users = preprocess.read_raw(raw_dir)
+    ratings, movies, users = raw_files.read_raw(raw_dir)
     raw = (raw_dir / "ratings.dat").read_bytes().decode(movielens.RAW_ENCODING).splitlines()[0]
     assert re.fullmatch(r"\d+::\d+::[1-5]::\d+", raw)
     assert set(users["gender"]) <= {"M", "F"} and set(users["age"]) <= set(synth.AGES)
@@ -65,7 +65,7 @@ def test_planted_structure_is_learnable(synthetic):
     """A movie's mean training rating and a user's taste cluster (through gender and age) predict test
     ratings better than the global mean: there is something for a model to learn."""
     _, raw_dir = synthetic
-    processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    processed = preprocess.preprocess(*raw_files.read_raw(raw_dir))
     train, test = processed.train, processed.test
     movie_mean = train.groupby("movie_id")["rating"].mean()
     predicted = test["movie_id"].map(movie_mean).fillna(train["rating"].mean())

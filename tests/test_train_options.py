@@ -4,7 +4,8 @@ and one-line errors (the training itself is tested in test_train.py)."""
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.data import preprocess
+from pipeline.data import preprocess, raw_files
+from pipeline.data.processed import save_processed
 from pipeline.training import train
 
 
@@ -14,8 +15,8 @@ def test_command_overrides_and_settings_file_reach_the_model(raw_dir, tmp_path):
     from pipeline import settings_files
     from pipeline.cli import app
 
-    processed = preprocess.preprocess(*preprocess.read_raw(raw_dir))
-    preprocess.save_processed(processed, tmp_path / "processed")
+    processed = preprocess.preprocess(*raw_files.read_raw(raw_dir))
+    save_processed(processed, tmp_path / "processed")
     settings_files.write_all(
         tmp_path / "models",
         "autoint_mlp",

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from pipeline import config
-from pipeline.data import preprocess
+from pipeline.data import preprocess, raw_files
 from pipeline.evaluation import report, tune
 from pipeline.training import sampling
 from tests.conftest import small_config
@@ -17,7 +17,7 @@ FAST = {"att_layer_num": 1}
 
 
 def test_candidates_are_scored_every_epoch_and_fresh_negatives_are_redrawn(raw_dir, monkeypatch):
-    data = preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    data = preprocess.preprocess(*raw_files.read_raw(raw_dir))
     tuning = tune.carve_validation(data, users_sample=50)
     assert len(tuning.train) < len(data.train)  # validation rows are carved out of the training rows
     test_pairs = set(zip(data.test["user_id"], data.test["movie_id"]))
@@ -39,7 +39,7 @@ def test_candidates_are_scored_every_epoch_and_fresh_negatives_are_redrawn(raw_d
 
 
 def test_a_two_stage_candidate_is_scored_every_epoch_on_the_full_catalogue(raw_dir):
-    data = preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    data = preprocess.preprocess(*raw_files.read_raw(raw_dir))
     tuning = tune.carve_validation(data, users_sample=0)
     assert tuning.test["user_id"].nunique() == len(np.unique(tuning.test["user_id"]))  # every validation user
     cfg = small_config("autoint_two_stage", epochs=2, **FAST)
@@ -50,7 +50,7 @@ def test_a_two_stage_candidate_is_scored_every_epoch_on_the_full_catalogue(raw_d
 
 
 def test_temporal_carve_holds_out_each_users_latest_training_rows(raw_dir):
-    data = preprocess.preprocess(*preprocess.read_raw(raw_dir))
+    data = preprocess.preprocess(*raw_files.read_raw(raw_dir))
     tuning = tune.carve_validation(data, users_sample=30, carve="temporal")
     temporal = data.split("temporal")
     assert len(tuning.train) + len(tuning.test) <= len(temporal.train)

@@ -24,11 +24,12 @@ import typer
 from tqdm import tqdm
 
 from pipeline import config
-from pipeline.data.preprocess import load_processed
+from pipeline.data.processed import load_processed
 from pipeline.evaluation.evaluate import evaluate_two_stages
 from pipeline.files import write_json
 from pipeline.ranking import scorers
-from pipeline.serving.recommender import Recommender, RecommendError
+from pipeline.serving.errors import RecommendError
+from pipeline.serving.recommender import Recommender
 from pipeline.serving.terminal import fail
 
 RUNTIME_VARIANTS = (("keras", "float32"), *(("litert", variant) for variant in config.LITERT["variants"]))

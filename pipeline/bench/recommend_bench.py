@@ -29,7 +29,8 @@ import typer
 from pipeline import config
 from pipeline.files import write_json
 from pipeline.ranking.model_files import load_training_log
-from pipeline.serving.recommender import Recommender, RecommendError, parse_user
+from pipeline.serving.errors import RecommendError, parse_user
+from pipeline.serving.recommender import Recommender
 from pipeline.serving.terminal import fail, parse_liked
 
 REPO = config.REPO_DIR

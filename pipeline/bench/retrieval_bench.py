@@ -27,7 +27,7 @@ import typer
 
 from pipeline import config
 from pipeline.data import synth
-from pipeline.data.preprocess import load_processed
+from pipeline.data.processed import load_processed
 from pipeline.evaluation import metrics, tune
 from pipeline.files import write_json
 from pipeline.processes import run_measured

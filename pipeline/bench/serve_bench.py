@@ -33,10 +33,10 @@ import psutil
 import typer
 
 from pipeline import config
-from pipeline.data.preprocess import Encoders
+from pipeline.data.fields import Encoders
 from pipeline.files import write_json
 from pipeline.processes import free_port, stop_process
-from pipeline.serving.recommender import RecommendError
+from pipeline.serving.errors import RecommendError
 from pipeline.serving.terminal import fail
 
 REPO = config.REPO_DIR

@@ -28,7 +28,7 @@ import typer
 
 from pipeline import config, quiet_imports
 from pipeline.data import synth
-from pipeline.data.preprocess import load_processed
+from pipeline.data.processed import load_processed
 from pipeline.evaluation import evaluate
 from pipeline.files import atomic_path, write_json
 from pipeline.processes import run_measured

@@ -1,17 +1,5 @@
-"""Raw MovieLens files → the reference's 14 categorical features, JSON encoders and a train/test split.
-
-Outputs (all under data/processed/):
-  train.parquet, test.parquet   one row per rating: the 14 fields as integer codes, rating, label, timestamp
-                                (the reference's random 80/20 split)
-  temporal_train.parquet, temporal_test.parquet
-                                the same rows split per user in time: each user's latest 20 % are test
-  movies.parquet                the encoded catalogue: movie field codes plus raw title and genres
-  users.parquet                 the encoded users: user field codes
-  encoders.json                 for each field the raw values in code order (code = position)
-
-Each is recorded in its manifest (pipeline.manifests) with `make preprocess` as its producer, the tables with
-encoders.json as their Make target (written last, it is the stage's: a damaged table has make run the stage
-again), and checked against it when read (Encoders.load, load_processed).
+"""The preprocess stage (`make preprocess`): raw MovieLens files → the reference's 14 categorical fields, the
+encoders and both splits, written as the processed tables (processed.py says what they are).
 
 Bounded in memory (`python -m pipeline preprocess`, preprocess_files): ratings.dat is read in chunks of
 config.PREPROCESS["chunk_rows"] rows and each rating is kept as four numbers only (user code, movie code,
@@ -23,10 +11,8 @@ of every rating exists, only one row group of one table at a time. `preprocess` 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,228 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
 
-from pipeline import config, manifests
+from pipeline import config
 from pipeline.data import movielens
-from pipeline.files import atomic_path, record_timing, write_json, write_parquet
+from pipeline.data.fields import Encoders, movie_features, rating_context
+from pipeline.data.processed import ENCODERS, SPLIT_TABLES, Processed, table_manifest
+from pipeline.data.raw_files import check_raw, read_movies, read_ratings_chunks, read_users
+from pipeline.data.splits import random_rows, temporal_rows
+from pipeline.files import atomic_path, record_timing, write_parquet
 
-RATING_COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]
-SPLIT_TABLES = ("train", "test", "temporal_train", "temporal_test")
 MISSING_REFERENCE = "some ratings refer to a user or movie missing from users.dat/movies.dat"
-REBUILD = "make preprocess"
-ENCODERS = "encoders.json"
-
-
-class UnknownValueError(ValueError):
-    """A raw value the encoders were not fitted on."""
-
-
-# --- Reading the raw files --------------------------------------------------------------------------
-
-
-def read_ratings_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """ratings.dat in file order, `chunk_rows` ratings at a time."""
-    # Splitting on ':' with the C parser is ~10x faster than the python parser on '::';
-    # the empty columns between the doubled separators are dropped.
-    with pd.read_csv(
-        path,
-        sep=":",
-        header=None,
-        usecols=[0, 2, 4, 6],
-        dtype="int64",
-        encoding=movielens.RAW_ENCODING,
-        chunksize=chunk_rows,
-    ) as chunks:
-        for chunk in chunks:
-            chunk.columns = RATING_COLUMNS
-            yield chunk
-
-
-def read_ratings(path: Path) -> pd.DataFrame:
-    """All of ratings.dat as one frame (small data; the stage itself reads it in chunks)."""
-    return pd.concat(read_ratings_chunks(path, config.PREPROCESS["chunk_rows"]), ignore_index=True)
-
-
-def read_movies(path: Path) -> pd.DataFrame:
-    return pd.read_csv(
-        path,
-        sep="::",
-        header=None,
-        engine="python",
-        encoding=movielens.RAW_ENCODING,
-        names=["movie_id", "title", "genres"],
-        dtype={"title": str, "genres": str},
-    )
-
-
-def read_users(path: Path) -> pd.DataFrame:
-    return pd.read_csv(
-        path,
-        sep="::",
-        header=None,
-        engine="python",
-        encoding=movielens.RAW_ENCODING,
-        names=["user_id", "gender", "age", "occupation", "zip"],
-        dtype={"gender": str, "zip": str},
-    )
-
-
-def check_raw(raw_dir: Path) -> None:
-    missing = [name for name in movielens.RAW_FILES if not (raw_dir / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{', '.join(missing)} not found in {raw_dir}; run `make download` first")
-
-
-def read_raw(raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    check_raw(raw_dir)
-    return (
-        read_ratings(raw_dir / "ratings.dat"),
-        read_movies(raw_dir / "movies.dat"),
-        read_users(raw_dir / "users.dat"),
-    )
-
-
-# --- Features ---------------------------------------------------------------------------------------
-
-
-def movie_features(movies: pd.DataFrame) -> pd.DataFrame:
-    """Year and decade from the title's trailing "(YYYY)"; the first three genres, padded."""
-    year = movies["title"].str.extract(r"\((\d{4})\)\s*$", expand=False)
-    if year.isna().any():
-        bad = movies.loc[year.isna(), "title"].iloc[0]
-        raise ValueError(f"movie title without a trailing (YYYY): {bad!r}")
-    year = year.astype("int64")
-    genres = movies["genres"].str.split("|")
-    out = pd.DataFrame({"movie_id": movies["movie_id"], "movie_year": year, "movie_decade": year // 10 * 10})
-    for i in range(3):
-        out[f"genre{i + 1}"] = genres.map(lambda g, i=i: g[i] if i < len(g) else config.GENRE_PLACEHOLDER)
-    return out
-
-
-def rating_context(timestamp: np.ndarray) -> pd.DataFrame:
-    """The rating-time fields of Unix timestamps (UTC): rating_year, rating_month, rating_decade."""
-    when = pd.to_datetime(pd.Series(timestamp), unit="s", utc=True)
-    year = when.dt.year.astype("int64")
-    return pd.DataFrame(
-        {"rating_year": year, "rating_month": when.dt.month.astype("int64"), "rating_decade": year // 10 * 10}
-    )
-
-
-# --- Encoders ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Encoders:
-    """For each field, the raw values in code order: code i ↔ classes[field][i] (sorted, as LabelEncoder)."""
-
-    classes: dict[str, list]
-
-    @classmethod
-    def fit(cls, frame: pd.DataFrame, fields=config.FIELDS) -> Encoders:
-        return cls({field: np.sort(frame[field].unique()).tolist() for field in fields})
-
-    def dims(self) -> dict[str, int]:
-        return {field: len(values) for field, values in self.classes.items()}
-
-    def index(self, field: str) -> pd.Index:
-        """The field's values as a pandas Index (built once per field: a service asks for it per request)."""
-        cache = self.__dict__.setdefault("_indexes", {})
-        if field not in cache:
-            cache[field] = pd.Index(self.classes[field])
-        return cache[field]
-
-    def encode(self, field: str, values) -> np.ndarray:
-        codes = self.index(field).get_indexer(pd.Index(values))
-        if (codes < 0).any():
-            unknown = pd.Index(values)[codes < 0].unique()[:5].tolist()
-            raise UnknownValueError(f"{field}: value(s) the encoders never saw: {unknown}")
-        return codes.astype("int64")
-
-    def knows(self, field: str, value) -> bool:
-        return self.index(field).get_indexer([value])[0] >= 0
-
-    def decode(self, field: str, codes) -> np.ndarray:
-        return np.asarray(self.classes[field], dtype=object)[np.asarray(codes)]
-
-    def encode_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Replace every field column present in `frame` by its codes; other columns stay."""
-        out = frame.copy()
-        for field in self.classes:
-            if field in out:
-                out[field] = self.encode(field, out[field])
-        return out
-
-    def to_json(self) -> dict:
-        return {"fields": list(self.classes), "classes": self.classes}
-
-    @classmethod
-    def from_json(cls, data: dict) -> Encoders:
-        return cls({field: data["classes"][field] for field in data["fields"]})
-
-    def save(self, path: Path) -> None:
-        write_json(path, self.to_json(), producer=REBUILD)
-
-    @classmethod
-    def load(cls, path: Path) -> Encoders:
-        """The encoders saved at `path`; manifests.ArtifactError if the file is missing, damaged or unreadable."""
-        with manifests.checked(path, REBUILD) as readable:
-            return cls.from_json(json.loads(readable.read_text(encoding="utf-8")))
-
-
-# --- The stage --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Processed:
-    train: pd.DataFrame
-    test: pd.DataFrame
-    movies: pd.DataFrame
-    users: pd.DataFrame
-    encoders: Encoders
-    temporal_train: pd.DataFrame | None = None
-    temporal_test: pd.DataFrame | None = None
-
-    def split(self, name: str) -> Processed:
-        """The same data with train/test taken from split `name` ("random" or "temporal")."""
-        if name == "random":
-            return self
-        if name == "temporal":
-            return dataclasses.replace(self, train=self.temporal_train, test=self.temporal_test)
-        raise ValueError(f"unknown split {name!r}; expected one of {', '.join(config.SPLITS)}")
-
-
-def random_rows(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The reference's random split as row numbers: scikit-learn's train_test_split (20 % test, seed 42) of
-    the numbers 0..n_rows-1, which draws the same permutation as the split of the rows themselves."""
-    # Imported here: scikit-learn takes ~0.8 s to import and only this stage needs it.
-    from sklearn.model_selection import train_test_split
-
-    train, test = train_test_split(np.arange(n_rows), test_size=config.TEST_SIZE, random_state=config.SPLIT_SEED)
-    return train, test
-
-
-def temporal_rows(user: np.ndarray, timestamp: np.ndarray, test_size: float = config.TEST_SIZE):
-    """Per-user temporal holdout as row numbers (train, test), each sorted by user, then time: each user's
-    latest `test_size` of ratings (at least one) are test. Ratings with the same timestamp keep their order."""
-    order = np.lexsort((timestamp, user))  # stable: ties keep row order
-    sorted_user = user[order]
-    starts = np.flatnonzero(np.r_[True, sorted_user[1:] != sorted_user[:-1]])
-    del sorted_user
-    counts = np.diff(np.r_[starts, len(order)])
-    n_test = np.maximum(1, np.floor(counts * test_size)).astype(np.int64)
-    # Sorted, each user's ratings are one run; its last n_test are test.
-    is_test = np.arange(len(order)) >= np.repeat(starts + counts - n_test, counts)
-    return order[~is_test], order[is_test]
-
-
-def split_temporal(frame: pd.DataFrame, test_size: float = config.TEST_SIZE) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-user temporal holdout of a frame's rows: each user's latest `test_size` of ratings (at least one)
-    are test.
-
-    A random split lets a user's later ratings teach the model about earlier ones; this one does not.
-    Ratings with the same timestamp keep their frame order.
-    """
-    train, test = temporal_rows(frame["user_id"].to_numpy(), frame["timestamp"].to_numpy(), test_size)
-    return frame.iloc[train].reset_index(drop=True), frame.iloc[test].reset_index(drop=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -377,12 +150,6 @@ def preprocess(ratings: pd.DataFrame, movies: pd.DataFrame, users: pd.DataFrame)
     return Processed(**tables, movies=prepared.movies, users=prepared.users, encoders=prepared.encoders)
 
 
-def table_manifest(path: Path) -> dict:
-    """How a processed table is recorded (files.atomic_path's manifest arguments): made by `make preprocess`,
-    through the encoders.json beside it, which is Make's target for the stage."""
-    return {"producer": REBUILD, "target": Path(path).with_name(ENCODERS)}
-
-
 def write_rows(path: Path, prepared: Prepared, numbers: np.ndarray, row_group_rows: int) -> None:
     """prepared.rows(numbers) as one parquet file, built and written one row group at a time. With pyarrow's
     default row group size it is the file pandas' to_parquet writes for the whole frame (the schema carries
@@ -416,31 +183,6 @@ def preprocess_files(
     prepared = prepare(chunks, read_movies(raw_dir / "movies.dat"), read_users(raw_dir / "users.dat"))
     save_prepared(prepared, out_dir, row_group_rows)
     return prepared
-
-
-def save_processed(processed: Processed, out_dir: Path) -> None:
-    for name in (*SPLIT_TABLES, "movies", "users"):
-        path = out_dir / f"{name}.parquet"
-        write_parquet(path, getattr(processed, name), **table_manifest(path))
-    # Written last: its presence means the whole stage finished (the Makefile target is this file).
-    processed.encoders.save(out_dir / ENCODERS)
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A processed table; manifests.ArtifactError if it is missing, damaged or unreadable."""
-    with manifests.checked(path, REBUILD) as readable:
-        return pd.read_parquet(readable)
-
-
-def load_processed(processed_dir: Path, splits=config.SPLITS) -> Processed:
-    """Read what `save_processed` wrote, the tables of `splits` only (the temporal ones are None without it: at
-    25 M ratings each split's tables take 3 GB). FileNotFoundError names the Make target when the stage has not
-    run (no encoders.json); manifests.ArtifactError names a file that is missing, damaged or unreadable."""
-    if not (processed_dir / ENCODERS).is_file():
-        raise FileNotFoundError(f"{processed_dir}/{ENCODERS} not found; run `{REBUILD}` first")
-    names = ("train", "test", "movies", "users", *(("temporal_train", "temporal_test") if "temporal" in splits else ()))
-    tables = {name: read_table(processed_dir / f"{name}.parquet") for name in names}
-    return Processed(**tables, encoders=Encoders.load(processed_dir / ENCODERS))
 
 
 def summary(prepared: Prepared) -> str:

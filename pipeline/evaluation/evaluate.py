@@ -33,8 +33,8 @@ from tqdm import tqdm
 from pipeline import config, manifests
 from pipeline.data import history, synth
 from pipeline.data.history import latest_context
-from pipeline.data.preprocess import Processed, load_processed
-from pipeline.evaluation import baselines, metrics, metrics_files, newcomers
+from pipeline.data.processed import Processed, load_processed
+from pipeline.evaluation import baselines, metrics, metrics_files
 from pipeline.evaluation.tables import comparison_table, metrics_table
 from pipeline.files import record_timing, write_json, write_parquet
 from pipeline.ranking import candidates
@@ -333,8 +333,6 @@ def evaluate_command(
     results = facts | evaluate_models(
         data, evaluated, models_dir, out_dir, full_catalog=FULL_CATALOG[path.value], producer=made_by
     )
-    if path.value == "study":
-        results["new_users"] = newcomers.evaluate_new_users(data, echo=typer.echo)
     results["made"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     # Written last: the Makefile treats metrics.json as the mark of a finished evaluation.
     write_json(out_dir / metrics_files.NAME, results, producer=made_by)

@@ -86,3 +86,31 @@ def plot_timings(timings: list[dict], path: Path) -> None:
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_newcomers(results: dict, path: Path, title: str) -> None:
+    """Recall@10 and NDCG@10 of every newcomer scorer against k, the liked movies a newcomer gave (test users)."""
+    from pipeline.evaluation.report_sections import newcomer_scorer_label
+
+    plt = _pyplot()
+    ks = [int(k) for k in results["test"]]
+    names = [name for name in next(iter(results["test"].values())) if name != "users"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    for ax, metric in zip(axes, ("recall@10", "ndcg@10")):
+        for name in names:
+            baseline = name in results["baselines"]
+            ax.plot(
+                ks,
+                [results["test"][str(k)][name][metric] for k in ks],
+                marker="o",
+                linestyle="--" if baseline else "-",
+                linewidth=2.5 if name == "served" else 1.5,
+                label=newcomer_scorer_label(name),
+            )
+        ax.set(xlabel="liked movies given (k)", ylabel=metric, xticks=ks, title=metric)
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    _save(fig, path)
+    plt.close(fig)

@@ -19,7 +19,7 @@ import typer
 
 from pipeline import config, manifests
 from pipeline.data import synth
-from pipeline.evaluation import metrics_files, plots
+from pipeline.evaluation import metrics_files, plots, report_sections
 from pipeline.evaluation.baselines import RETRIEVAL_BASELINE
 from pipeline.evaluation.metrics import PROTOCOLS
 from pipeline.evaluation.tables import cell, comparison_table, metrics_table, splits_of
@@ -122,17 +122,6 @@ def targets(results: dict) -> list[str]:
                     f"{verdict(seconds <= goals['ranker_train_seconds'])}: {label(name)} ({split}) trained in "
                     f"{seconds:.0f} s (target ≤ {goals['ranker_train_seconds']} s)"
                 )
-    new = results.get("new_users")
-    if new:
-        for name, scores in new["scorers"].items():
-            if name in new["baselines"]:
-                continue
-            for metric in ("recall@10", "ndcg@10"):
-                best = max(new["scorers"][b][metric] for b in new["baselines"])
-                lines.append(
-                    f"{verdict(scores[metric] > best)}: new users, {name}: {metric} {scores[metric]:.4f} vs "
-                    f"the best baseline's {best:.4f} (target: above most popular and EASE)"
-                )
     return lines
 
 
@@ -231,23 +220,6 @@ def timing_table(timings: list[dict]) -> list[str]:
     lines = ["| stage | wall time (s) | finished |", "|---|---:|---|"]
     lines += [f"| {t['stage']} | {t['seconds']:.0f} | {t['finished']} |" for t in timings]
     return lines
-
-
-def new_users_section(new: dict) -> list[str]:
-    lines = [
-        "## New people (study)",
-        "",
-        f"{new['held_out_users']:,} users ({new['share']:.0%}) were held out of every stage's training. Each is "
-        f"given only their first {new['given']} liked movies by time (and, where the row says so, their gender, "
-        "age and occupation); their other liked movies are what a Top-10 should find. Only the given movies are "
-        f"excluded. Averaged over {new['users']:,} held-out users with at least one further liked movie.",
-        "",
-        "| scorer | Recall@10 | NDCG@10 | HR@10 |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, scores in new["scorers"].items():
-        lines.append(f"| {label(name)} | {scores['recall@10']:.4f} | {scores['ndcg@10']:.4f} | {scores['hr@10']:.4f} |")
-    return lines + [""]
 
 
 def results_section(results: dict, heading: str, picture: str) -> list[str]:
@@ -350,8 +322,6 @@ def build_report(artifacts: Path, models_dir: Path | None = None, processed_dir:
         lines += results_section(
             study, f"## `make study`: every model, both splits (made {study.get('made', '?')})", "study_metrics.png"
         )
-        if study.get("new_users"):
-            lines += new_users_section(study["new_users"])
     histories = trained_histories(models_dir or artifacts / "models")
     if histories:
         lines += ["## Training", "", *training_table(histories), "", "![loss curves](loss_curves.png)", ""]
@@ -360,48 +330,13 @@ def build_report(artifacts: Path, models_dir: Path | None = None, processed_dir:
         lines += ["## Time per stage", "", *timing_table(timings), "", "![timings](timings.png)", ""]
     if tuning:
         lines += ["## Hyper-parameter search (`make tune`, part of the study)", "", *tuning_table(tuning), ""]
+    newcomers = read_json(artifacts / "study" / "newcomers.json", "make newcomers")
+    if newcomers:
+        lines += report_sections.newcomers_section(newcomers)
     litert = read_json(artifacts / "litert_bench.json", "make bench-litert")
     if litert:
-        lines += litert_section(litert)
+        lines += report_sections.litert_section(litert)
     return "\n".join(lines)
-
-
-def litert_section(bench: dict) -> list[str]:
-    """make bench-litert's tables: the LiteRT files ranking as Keras, and the quantized variants."""
-    lines = [
-        "## Serving without TensorFlow: the LiteRT files (`make bench-litert`, part of the study)",
-        "",
-        "| check | compared | same Top-10 |",
-        "|---|---:|---:|",
-    ]
-    for check, result in bench["same_top10"]["checks"].items():
-        compared = result.get("users", result.get("lists"))
-        lines.append(f"| {check} | {compared:,} | {result['same_top10']:,} |")
-    lines += [
-        "",
-        f"Largest score difference, float32 LiteRT vs Keras: {bench['same_top10']['largest_score_difference']:.1e}.",
-        "",
-        "| model | runtime | file | score one list / user's catalogue | Recall@10 | NDCG@10 |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for name, variants in bench["variants"].items():
-        for variant, entry in variants.items():
-            metrics = [f"{entry[key]:.4f}" if key in entry else "" for key in ("recall_at_10", "ndcg_at_10")]
-            lines.append(
-                f"| {name} | {variant} | {entry['file_bytes'] / 1e6:.2f} MB | {entry['score_one_ms']:.2f} ms | "
-                + " | ".join(metrics)
-                + " |"
-            )
-    worth = {name: variants for name, variants in bench["quantized_worth_serving"].items() if variants}
-    lines += [
-        "",
-        f"Served: {bench['served_variant']}. Quantized variants within 0.001 of float32 on both metrics and faster: "
-        + (", ".join(f"{name}: {', '.join(v)}" for name, v in worth.items()) if worth else "none")
-        + f". Load average {bench['machine']['load_average_before'][0]} before, "
-        f"{bench['machine']['load_average_after'][0]} after.",
-        "",
-    ]
-    return lines
 
 
 def read_json(path: Path, rebuild: str | None = None):
@@ -447,6 +382,10 @@ def write_report(artifacts: Path, models_dir: Path | None = None, processed_dir:
             },
             drawn[-1],
         )
+    newcomers = read_json(artifacts / "study" / "newcomers.json", "make newcomers")
+    if newcomers:
+        drawn.append(artifacts / "newcomers.png")
+        plots.plot_newcomers(newcomers, drawn[-1], f"{marked}New people: Top-10 from their first k liked movies")
     timings = read_timings(artifacts)
     if timings:
         drawn.append(artifacts / "timings.png")

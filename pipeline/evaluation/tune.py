@@ -22,7 +22,8 @@ import typer
 
 from pipeline import config, manifests, quiet_imports
 from pipeline.config import TrainConfig
-from pipeline.data.preprocess import Processed, load_processed, split_temporal
+from pipeline.data.processed import Processed, load_processed
+from pipeline.data.splits import split_temporal
 from pipeline.evaluation import evaluate
 from pipeline.evaluation.report import describe
 from pipeline.files import write_json

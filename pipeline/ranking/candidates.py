@@ -155,18 +155,23 @@ def person_lists(
     cfg: TrainConfig,
     disliked_movies: list[np.ndarray] | None = None,
     owners: np.ndarray | None = None,
+    include: list[np.ndarray] | None = None,
 ) -> CandidateLists:
     """Lists for people given as the movies they like (codes, oldest first) and whatever of their profile they
     gave (shifted codes, 0 = unknown); all their movies are excluded.
 
     A new person names liked movies only. A known user (`owners`: their codes) also has `disliked_movies`, the
     movies they rated but did not like (any order): then each list equals user_lists' for that user, built
-    from a few arrays instead of the user's rows (a scored request of the service)."""
+    from a few arrays instead of the user's rows (a scored request of the service). `include` (unseen movies per
+    person, fewer than cfg.candidates) are put in each list in place of its lowest other candidates, and the list
+    is ordered by retrieval score again (a new person's popular candidates: pipeline.ranking.newcomer_lists)."""
     n_movies = fitted.n_movies
     disliked_movies = disliked_movies if disliked_movies is not None else [np.zeros(0, np.int64)] * len(liked_movies)
     liked, disliked = people_matrix(liked_movies, n_movies), people_matrix(disliked_movies, n_movies)
     seen = liked + disliked
     movies, scores = fitted.top_k(liked, seen, cfg.candidates)
+    if include is not None and any(len(extra) for extra in include):
+        movies, scores = merged(fitted, liked, movies, include)
     return CandidateLists(
         owner=np.full(len(liked_movies), -1) if owners is None else np.asarray(owners, np.int64),
         profile=np.asarray(profiles, np.int64),
@@ -179,6 +184,21 @@ def person_lists(
         rated_from_disliked=fitted.rated_scores_at(disliked, movies),
         recent=recent_scores(fitted, latest_of(liked_movies, cfg.recent_liked), movies),
     )
+
+
+def merged(fitted: retriever.Retriever, liked: sparse.csr_matrix, movies: np.ndarray, include: list[np.ndarray]):
+    """Each row of `movies` (retrieval order) with `include`'s movies in place of its lowest others, ordered by the
+    liked model's score from `liked` (ties: the lower movie code): (movies, scores)."""
+    k = movies.shape[1]
+    out = movies.copy()
+    for row, extra in enumerate(include):
+        extra = np.asarray(extra, np.int64)[: k - 1]
+        if len(extra):
+            others = movies[row][~np.isin(movies[row], extra)][: k - len(extra)]
+            out[row] = np.concatenate([others, extra])
+    scores = fitted.scores_at(liked, out)
+    order = np.lexsort((out, -scores), axis=1)
+    return np.take_along_axis(out, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
 
 def people_matrix(movies_of: list[np.ndarray], n_movies: int) -> sparse.csr_matrix:

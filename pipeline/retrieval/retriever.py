@@ -108,7 +108,7 @@ def load(source: Path) -> Retriever:
 def training_rows(processed_dir: Path, split: str) -> tuple[pd.DataFrame, int, int]:
     """A split's training rows (user_id, movie_id, label only) and the numbers of users and movies.
 
-    Reads three columns of the processed tables that pipeline.data.preprocess.save_processed wrote, not all
+    Reads three columns of the processed tables that pipeline.data.processed.save_processed wrote, not all
     of them: at 25 M ratings the full tables of both splits would take more memory than the fit."""
     if not (processed_dir / "encoders.json").is_file():
         raise FileNotFoundError(f"{processed_dir}/encoders.json not found; run `make preprocess` first")

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from pipeline import config
 from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
-from pipeline.serving.recommender import (
-    Recommender,
-    RecommendError,
-    check_trained,
-    context_source,
-    model_name,
-)
+from pipeline.serving.errors import RecommendError, model_name
+from pipeline.serving.recommender import Recommender
+from pipeline.serving.served_data import context_source
+from pipeline.serving.served_models import check_trained
 
 
 def architectures(choice: str) -> list[str]:

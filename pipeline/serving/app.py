@@ -22,11 +22,8 @@ from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 from pipeline.evaluation import report
 from pipeline.labels import ARCHITECTURE_LABELS, MODE_LABELS, model_label  # noqa: E402
 from pipeline.serving.answers import known_user_output, new_person_output
-from pipeline.serving.recommender import (
-    Recommender,
-    RecommendError,
-    parse_user,
-)
+from pipeline.serving.errors import RecommendError, parse_user
+from pipeline.serving.recommender import Recommender
 
 ARCHITECTURE_CHOICES = {**ARCHITECTURE_LABELS, "both": "Both, side by side"}
 LATEST = "month of the user's latest rating"

@@ -32,7 +32,8 @@ import typer
 
 from pipeline import config
 from pipeline.retrieval import retriever
-from pipeline.serving.recommender import RecommendError, check_trained
+from pipeline.serving.errors import RecommendError
+from pipeline.serving.served_models import check_trained
 from pipeline.serving.startup import WORKER_OPTIONS, configure_logging, json_line, log, preload_names
 from pipeline.serving.terminal import fail
 

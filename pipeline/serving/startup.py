@@ -10,7 +10,7 @@ except loading a model on its first use (under the Recommender's lock).
 
 A damaged model, table or retrieval stage does not stop a worker: start-up checks every served model's files
 against their manifests (no model is loaded for that), logs one "unusable" line per problem, and the worker
-serves the rest (degraded); what needs the damaged file answers 503 (http_api.py).
+serves the rest (degraded); what needs the damaged file answers 503 (http_errors.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from functools import partial
 from pathlib import Path
 
 from pipeline import config
-from pipeline.serving.recommender import Recommender, Unusable
+from pipeline.serving.errors import Unusable
+from pipeline.serving.recommender import Recommender
 
 log = logging.getLogger("pipeline.serving.startup")
 # How the uvicorn supervisor tells its worker processes what to serve (they import http_api afresh).

@@ -21,15 +21,9 @@ import typer
 from pipeline import config
 from pipeline.files import atomic_path, record_timing
 from pipeline.serving.answers import architectures, known_user_output, new_person_output
-from pipeline.serving.recommender import (
-    PRECOMPUTE,
-    Recommender,
-    RecommendError,
-    check_n,
-    model_name,
-    parse_user,
-    precomputed_path,
-)
+from pipeline.serving.errors import RecommendError, check_n, model_name, parse_user
+from pipeline.serving.recommender import Recommender
+from pipeline.serving.served_models import PRECOMPUTE, precomputed_path
 
 HISTORY_ROWS = 15
 RECOMMENDATION_COLUMNS = ("user_id", "rank", "movie_id", "title", "genres", "score")  # recommend-all's files

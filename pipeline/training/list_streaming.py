@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
-from pipeline.data.preprocess import Encoders
+from pipeline.data.fields import Encoders
 from pipeline.ranking import architecture, list_shards
 from pipeline.ranking.candidates import CandidateLists
 from pipeline.ranking.ranker_inputs import list_inputs, movie_table

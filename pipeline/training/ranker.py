@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
-from pipeline.data.preprocess import Processed, split_temporal
+from pipeline.data.processed import Processed
+from pipeline.data.splits import split_temporal
 from pipeline.files import record_timing
 from pipeline.ranking import architecture, list_shards
 from pipeline.ranking.candidates import CandidateLists, user_chunks, user_lists
@@ -219,6 +220,7 @@ def trainable(model, cfg: TrainConfig):
         return model
     logits = tf.keras.Model(model.inputs, model.layers[-1].input)
     logits.compile(tf.keras.optimizers.Adam(cfg.learning_rate), listwise_loss(cfg.candidates))
+    logits.optimizer.build(logits.trainable_variables)  # one trace of the train step, as in build_model
     return logits
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipeline import config, quiet_imports
 from pipeline.config import TrainConfig
-from pipeline.data.preprocess import Encoders
+from pipeline.data.fields import Encoders
 from pipeline.ranking import architecture
 from pipeline.training import callbacks, training_log
 from pipeline.training.stream_plan import Plan

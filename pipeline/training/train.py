@@ -21,7 +21,7 @@ import typer
 from pipeline import config, quiet_imports, settings_files
 from pipeline.config import TrainConfig
 from pipeline.data import history
-from pipeline.data.preprocess import Processed, load_processed
+from pipeline.data.processed import Processed, load_processed
 from pipeline.files import record_timing
 from pipeline.ranking import architecture
 from pipeline.ranking.model_files import save_model

@@ -207,7 +207,6 @@ STUDY_ARCHITECTURES = (
     "wdl",
     "din",
     "bst",
-    "fnn",
     "fwfm",
     "pnn",
 )

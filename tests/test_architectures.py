@@ -15,7 +15,7 @@ from pipeline.retrieval import retriever
 from pipeline.training import ranker
 from tests.conftest import small_config
 
-# A layer of the architecture's own DeepCTR constructor (its interaction layer; WDL and FNN have none but their
+# A layer of the architecture's own DeepCTR constructor (its interaction layer; WDL has none but its
 # linear part and the DNN), so that a name that built another architecture's model is noticed.
 SIGNATURE_LAYERS = {
     "deepfm": "FM",
@@ -27,7 +27,6 @@ SIGNATURE_LAYERS = {
     "wdl": "Linear",
     "din": "AttentionSequencePoolingLayer",
     "bst": "Transformer",
-    "fnn": "Linear",
     "fwfm": "FwFMLayer",
     "pnn": "InnerProductLayer",
 }

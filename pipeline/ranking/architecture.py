@@ -73,7 +73,6 @@ BUILDERS = {
     "wdl": Builder("WDL"),
     "din": Builder("DIN", _behaviour_sequence),
     "bst": Builder("BST", _behaviour_sequence),
-    "fnn": Builder("FNN"),
     "fwfm": Builder("FwFM"),
     "pnn": Builder("PNN", _dnn_only),  # no linear part
 }

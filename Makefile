@@ -38,7 +38,7 @@ NEWCOMERS := artifacts/study/newcomers.json
 # PRECOMPUTED (the default models' Top-100 tables), MODEL_SETTINGS_FILES.
 LISTS := $(MODELS)/models.mk
 include $(LISTS)
-$(LISTS): pipeline/config.py pipeline/settings_files.py
+$(LISTS): pipeline/config.py pipeline/config_serving.py pipeline/settings_files.py
 	@mkdir -p $(dir $@)
 	@$(PYTHON) -m pipeline.settings_files makefile > $@.tmp && mv $@.tmp $@
 
@@ -262,7 +262,7 @@ bench-train: $(ENCODERS) | $(DEPS)
 # --- The product path on SYNTHETIC data: make all DATA=synthetic-<size> (1M, 5M, 25M; pipeline/data/synth.py) ---
 # Its own folders: data/synthetic-<size>/ (raw files, processed/) and artifacts/synthetic-<size>/ (models/, metrics.json, report.md,
 # precomputed/). Only the default model (the reproduction and the study are ML-1M's), trained streamed from its
-# list shards on WORKERS=N workers (default 1), each epoch cut to SCALE["epoch_lists"] lists (pipeline/config.py).
+# list shards on WORKERS=N workers (default 1), each epoch cut to SCALE["epoch_lists"] lists (pipeline/config_scale.py).
 # make bench-scale runs these stages into the same folders, timing each and measuring its peak RSS:
 # artifacts/scale_bench.json and .png (1M, 5M, 25M; about 1.5 hours on 2 cores; SIZES=25M for one size).
 ifneq ($(DATA),)
@@ -278,7 +278,7 @@ SYN_DIRS      := --processed-dir $(SYN_PROCESSED) --models-dir $(SYN_MODELS)
 SYN_ENCODERS  := $(SYN_PROCESSED)/encoders.json
 SYN_LISTS     := $(SYN_MODELS)/candidate_lists
 SYN_MODEL     := $(SYN_MODELS)/$(DEFAULT_MODEL).keras
-SYN_EPOCH_LISTS := $(shell $(PYTHON) -c "from pipeline import config; print(config.SCALE['epoch_lists'])" 2>/dev/null)
+SYN_EPOCH_LISTS := $(shell $(PYTHON) -c "from pipeline import config_scale; print(config_scale.SCALE['epoch_lists'])" 2>/dev/null)
 
 synthetic: $(SYN_OUT)/report.md $(SYN_OUT)/precomputed/$(DEFAULT_MODEL).parquet
 	$(PY) -m pipeline recommend --user 3 --architecture $(patsubst %_two_stage,%,$(DEFAULT_MODEL)) $(SYN_DIRS)
@@ -286,9 +286,9 @@ $(SYN_ENCODERS): | $(DEPS)
 	$(PY) -m pipeline synth --ratings $(SYN_SIZE)
 $(SYN_MODELS)/retrieval.npz: $(SYN_ENCODERS) $(RETRIEVAL_CODE) | $(DEPS)
 	$(PY) -m pipeline retrieval $(SYN_DIRS)
-$(SYN_LISTS)/lists.json: $(SYN_ENCODERS) $(LIST_CODE) pipeline/training/ranker.py pipeline/config.py | $(DEPS)
+$(SYN_LISTS)/lists.json: $(SYN_ENCODERS) $(LIST_CODE) pipeline/training/ranker.py pipeline/config.py pipeline/config_scale.py | $(DEPS)
 	$(PY) -m pipeline candidates $(SYN_DIRS)
-$(SYN_MODEL): $(SYN_LISTS)/lists.json $(TWO_STAGE_TRAIN_CODE) pipeline/config.py | $(DEPS)
+$(SYN_MODEL): $(SYN_LISTS)/lists.json $(TWO_STAGE_TRAIN_CODE) pipeline/config.py pipeline/config_scale.py | $(DEPS)
 	$(PY) -m pipeline train --model $(DEFAULT_MODEL) --streaming --epochs 1 --epoch-lists $(SYN_EPOCH_LISTS) \
 		--candidate-lists $(SYN_LISTS) $(SYN_DIRS) $(if $(WORKERS),--workers $(WORKERS))
 $(SYN_OUT)/metrics.json: $(SYN_MODEL) $(SYN_MODELS)/retrieval.npz $(EVALUATE_CODE) | $(DEPS)

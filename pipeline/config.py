@@ -1,6 +1,8 @@
 """Every setting of the pipeline: paths, the feature schema, hyper-parameters, published numbers.
 
-Stages and tests import from here; nothing else defines a path, a field list or a default.
+Stages and tests import from here; nothing else defines a path, a field list or a default. The settings of
+serving and its benchmarks are in config_serving.py, those of streaming, workers and synthetic data in
+config_scale.py: the same one place, cut in three by job.
 """
 
 from __future__ import annotations
@@ -413,9 +415,6 @@ GOALS = {
 # and how many of the validation users score each epoch (0: all of them).
 TUNE = {"validation_share": 0.1, "users": 1000}
 
-# Sizes of `make bench` (pipeline/bench.py).
-BENCH = {"repeats": 50, "cold_runs": 3, "liked": (2571, 1196, 260)}
-
 # --- Baselines -----------------------------------------------------------------------------------------
 # Weight of the global positive rate in the positive-rate baseline, in pseudo-ratings: a movie with 10
 # training ratings is pulled halfway to the global rate, one with 200 barely moves. Small enough not to
@@ -442,155 +441,7 @@ def model_path(name: str, split: str = "random", models_dir: Path = MODELS_DIR) 
     return (models_dir if split == "random" else models_dir / split) / f"{name}.keras"
 
 
-# --- LiteRT (pipeline/ranking/export.py, runtimes.py): the served models without TensorFlow ---------------
-# Each served model is also written as a LiteRT file beside its .keras (make export): float32, which the
-# serving paths run, and, for make bench-litert, dynamic-range int8 and float16 variants. A quantized variant
-# would be served only if it were within 0.001 of float32's Recall@10 and NDCG@10 and faster
-# (docs/serving.md, "LiteRT"; artifacts/litert_bench.json).
-LITERT = {
-    "variants": ("float32", "int8", "float16"),
-    "served_variant": "float32",
-    # One thread per process: a request scores ~100 rows, and the service runs one process per core.
-    "threads": 1,
-    # Rows per interpreter call: on 2 cores 4,096 rows scored 60,000 candidate rows in 0.82 s, 32,768 in 2.4 s
-    # (the larger intermediate tensors fall out of the caches); 100 rows (one list) 0.85 s.
-    "batch_rows": 4096,
-}
-
-
-# make bench-litert (pipeline/bench/litert_bench.py): random liked lists and reference-mode users compared.
-LITERT_BENCH = {"liked_lists": 100, "reference_users": 200, "repeats": 30, "seed": 0}
-
-
 def litert_path(name: str, split: str = "random", models_dir: Path = MODELS_DIR, variant: str = "float32") -> Path:
     """Model `name`'s LiteRT file: <name>.tflite (float32) or <name>.<variant>.tflite beside its .keras."""
     keras = model_path(name, split, models_dir)
     return keras.with_name(keras.stem + ("" if variant == "float32" else f".{variant}") + ".tflite")
-
-
-# --- Serving (pipeline/serving/service.py, http_api.py) ---
-SERVE = {
-    "host": "127.0.0.1",  # this machine only; `--host 0.0.0.0` (make serve HOST=0.0.0.0) opens it to others
-    "port": 8000,
-    # Worker processes, one per core: a recommend() call is mostly Python that holds the GIL, so one process
-    # cannot use two cores. In each, `threads` recommender calls run at once and further requests wait in
-    # line; more threads would only interleave the same GIL-bound work (README "Serving", make bench-serve).
-    "workers": 2,
-    "threads": 1,
-    "preload_modes": ("two_stage",),  # loaded and warmed at start-up; the reference models load on first use
-    "max_n": 100,  # the most movies one request may ask for (a two-stage list holds 100 candidates)
-    "max_search": 100,  # the most titles one search returns
-    "max_body_bytes": 64 * 1024,  # larger request bodies get 413; a full liked list (MAX_LIKED IDs) is ~4 KB
-    # Connections (or requests in progress) per worker beyond which uvicorn answers 503 at once instead of
-    # queueing without end; make bench-serve's 64 clients stay well under it.
-    "max_connections": 256,
-    "graceful_shutdown_s": 5,
-    "latency_buckets_s": (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-}
-# make bench-serve (pipeline/bench/serve_bench.py): each phase keeps `clients` connections busy for `seconds`, each
-# asking for a random user's default Top-N (answered from the precomputed table), or, with a `query` that
-# names a context, a Top-N scored when asked; `warmup_seconds` of the first load come first and are not counted.
-SERVE_BENCH = {
-    # Each phase: `clients` keep-alive connections for `seconds`, one kind of request (serve_bench.py); `runs`
-    # repeats it against the same service (whether throughput depends on where connections landed).
-    "phases": (
-        {"kind": "precomputed", "clients": 16, "seconds": 10, "runs": 5},
-        {"kind": "month", "clients": 16, "seconds": 15},
-        {"kind": "new person", "clients": 16, "seconds": 15},
-        {"kind": "precomputed", "clients": 64, "seconds": 10},
-    ),
-    "warmup_seconds": 2,
-    "n": TOP_N,
-    "seed": 0,
-    "ready_timeout_s": 300,
-    # The new people of the "new person" phase: 1 to 10 liked movies (MovieLens IDs).
-    "liked_lists": (
-        (2571,),
-        (2571, 1196, 260),
-        (318, 527, 593),
-        (1, 2355, 3114, 588, 595),
-        (2858, 1265, 1197, 1210, 1270, 2028, 110, 1198, 480, 589),
-    ),
-}
-# The service's targets at 16 connections (make bench-serve states each for LiteRT, met or not): scored answers
-# (another month, a new person) and precomputed ones, slowest run ÷ fastest of the precomputed ones, each worker's
-# RSS, and start-up until every worker is warm.
-SERVE_TARGETS = {
-    "clients": 16,
-    "scored_requests_per_s": 200,
-    "p99_ms": 150,
-    "precomputed_requests_per_s": 500,
-    "slowest_over_fastest": 0.8,
-    "worker_rss_mib": 500,
-    "startup_s": 5,
-    "errors": 0,
-}
-
-
-# --- Scale: streaming input, workers, synthetic data ---
-# Streaming input (pipeline/training/streaming.py, `train --streaming`, always with --workers). A worker reads its rows
-# of train.parquet (temporal_train.parquet) row group by row group, in pieces of `piece_rows` in random order
-# through a shuffle buffer of `shuffle_buffer_rows` rated rows, draws the negatives per piece, and tf.data keeps
-# `prefetch_batches` batches ready. Memory is bounded by one row group + the buffer + the prefetched batches.
-# A sampled negative that hits a rated movie is redrawn up to `negative_attempts` times (as sampling.py, which then
-# drops the row; here the last draw is kept so that every worker knows its row count in advance).
-STREAMING = {"piece_rows": 65_536, "shuffle_buffer_rows": 262_144, "prefetch_batches": 8, "negative_attempts": 50}
-# The two-stage rankers' candidate lists (pipeline/training/ranker.py, pipeline/ranking/list_shards.py) are made and
-# written LIST_CHUNK_USERS users at a time: one parquet row group each, and one users x catalogue block of
-# retrieval scores in memory (4,096 x 18,530 movies x 4 bytes = 0.3 GB at 25 M synthetic ratings). Streamed
-# training (pipeline/training/list_streaming.py) shuffles whole lists through a buffer of `shuffle_buffer_lists`.
-LIST_CHUNK_USERS = 4096
-LIST_STREAMING = {"shuffle_buffer_lists": 16_384, "prefetch_batches": 8}
-# Multi-worker training (pipeline/training/distributed.py): local workers listen on `host`; when one dies the others are
-# sent SIGTERM and, after `grace_seconds`, SIGKILL.
-WORKERS = {"host": "127.0.0.1", "grace_seconds": 5.0, "poll_seconds": 0.2}
-# SYNTHETIC MovieLens-format data (pipeline/data/synth.py), for scale tests only: data/synthetic-<size>/ holds
-# ml-1m-format/ (the raw files), processed/ and the SYNTHETIC.md marker. The shape follows ML-1M at 1 M
-# ratings (165.6 ratings per user, 3,706 rated movies, every user >= 20 ratings); the catalogue grows as
-# ratings ** 0.5. The taste settings plant the structure a model can learn (see synth.py).
-SYNTH = {
-    "folder_prefix": "synthetic-",
-    "raw_folder": "ml-1m-format",
-    "ratings_per_user": 165.6,
-    "movies_at_1m": 3706,
-    "movies_exponent": 0.5,
-    "min_ratings_per_user": 20,
-    "activity_sigma": 1.1,
-    "popularity_sigma": 1.3,
-    "taste_dim": 8,
-    "taste_clusters": 24,
-    "selection_strength": 1.0,
-    "taste_strength": 0.6,
-    "mean_score": 3.1,
-    "noise": 0.9,
-    "max_rounds": 40,
-}
-# `make bench-train` (pipeline/bench/train_bench.py): one epoch of `model` streamed at each synthetic size with 1 and
-# 2 workers, and one epoch of `pipeline_model`'s input alone (its rows and negatives, no model); on real ML-1M,
-# `ml1m_model` in memory, streamed, and streamed on 2 workers. Both are reference models without negatives so that
-# an epoch at 25 M (20 M rows) and the three ML-1M runs take minutes each on 2 cores, not the hours that the 4x
-# rows of a sampled model would.
-TRAIN_BENCH = {
-    "sizes": ("1M", "5M", "25M"),
-    "workers": (1, 2),
-    "model": "autoint_mlp",
-    "pipeline_model": "autoint_mlp_sampled",
-    "ml1m_model": "autoint_mlp",
-}
-# `make bench-scale` and `make all DATA=synthetic-<size>` (pipeline/bench/scale_bench.py, the Makefile's synthetic
-# rules): the product path on SYNTHETIC data. A ranker epoch there is cut to `epoch_lists` lists (all of them at 1 M,
-# ~40 % at 5 M, ~8 % at 25 M: a full 25 M epoch is ~75 M candidate rows, about an hour on 2 cores); the bench
-# projects the full epoch from the measured rows/s. Every stage's peak RSS is held to `peak_rss_target_gib`.
-# Two workers share this machine's two cores, so their epoch says what the collectives cost, not a speed-up: it is
-# measured at the sizes of `two_worker_sizes` (at 25 M it would add ~10 minutes to the bench for the same ratio).
-SCALE = {
-    "sizes": ("1M", "5M", "25M"),
-    "epoch_lists": 60_000,
-    "two_worker_sizes": ("1M", "5M"),
-    "peak_rss_target_gib": 6.0,
-}
-SCALE_TARGETS = {
-    "peak_rss_gib_at_25m": 4.0,  # training at 25 M synthetic ratings
-    "workers_quality_gap": 0.005,  # 2 vs 1 worker on ML-1M: test AUC and full-catalogue Recall@10
-    "streaming_throughput_loss": 0.10,  # streaming vs in-memory rows/s on ML-1M
-}

@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline import config
+from pipeline import config, config_serving
 
 PATHS = {"product": config.PRODUCT_MODELS, "study": config.STUDY_MODELS}
 
@@ -239,7 +239,9 @@ def makefile_variables(models_dir: Path) -> str:
         # Their LiteRT files (make export), which the serving paths run; the quantized ones for make bench-litert.
         "SERVED_LITERT_FILES": litert_files(served),
         "DEFAULT_LITERT_FILES": litert_files(config.TWO_STAGE_MODELS),
-        "QUANTIZED_LITERT_FILES": litert_files(served, [v for v in config.LITERT["variants"] if v != "float32"]),
+        "QUANTIZED_LITERT_FILES": litert_files(
+            served, [v for v in config_serving.LITERT["variants"] if v != "float32"]
+        ),
         "PRECOMPUTED": " ".join(
             str(models_dir.parent / "precomputed" / f"{name}.parquet") for name in config.TWO_STAGE_MODELS
         ),

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.bench.serve_bench import start_service
 from pipeline.processes import free_port, stop_process
 from pipeline.serving.errors import model_name
@@ -78,7 +78,7 @@ def test_health_says_which_models_are_loaded_when_trained_and_the_data_checksum(
     assert set(health["models"]) == set(config.models_of(*config.SERVED_MODES))
     for name, status in health["models"].items():
         assert status["trained_at"] == rec.trained_at(name) and status["trained_at"] is not None
-    for name in config.models_of(*config.SERVE["preload_modes"]):
+    for name in config.models_of(*config_serving.SERVE["preload_modes"]):
         assert health["models"][name]["loaded"]
     encoders = small_run / "data" / "processed" / "encoders.json"
     assert health["data"]["encoders_sha256"] == hashlib.sha256(encoders.read_bytes()).hexdigest()
@@ -163,7 +163,13 @@ BAD_REQUESTS = [
     ("GET", "/v1/users/0/liked", {}, 404, ["unknown user 0"]),
     ("GET", "/v1/users/-3/liked", {}, 404, ["unknown user -3"]),
     ("GET", RECOMMENDATIONS.format(user_id=3), {"n": 0}, 422, ["n", "greater than or equal to 1"]),
-    ("GET", RECOMMENDATIONS.format(user_id=3), {"n": 10**6}, 422, ["n", f"or equal to {config.SERVE['max_n']}"]),
+    (
+        "GET",
+        RECOMMENDATIONS.format(user_id=3),
+        {"n": 10**6},
+        422,
+        ["n", f"or equal to {config_serving.SERVE['max_n']}"],
+    ),
     ("GET", RECOMMENDATIONS.format(user_id=3), {"n": "ten"}, 422, ["n", "integer"]),
     ("GET", RECOMMENDATIONS.format(user_id=3), {"month": 13}, 422, ["month", "less than or equal to 12"]),
     ("GET", RECOMMENDATIONS.format(user_id=3), {"month": 0}, 422, ["month"]),
@@ -213,7 +219,7 @@ def test_a_body_that_is_not_json_is_a_422(client):
 
 
 def test_an_oversized_body_is_refused_with_413_whether_its_length_is_declared_or_chunked(client, rec):
-    size = config.SERVE["max_body_bytes"] + 1
+    size = config_serving.SERVE["max_body_bytes"] + 1
     declared = client.post("/v1/recommendations", content=b" " * size, headers={"content-type": "application/json"})
     assert declared.status_code == 413 and declared.json()["error"] == "payload_too_large"
     chunked = client.post(

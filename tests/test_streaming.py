@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import config
+from pipeline import config, config_scale
 from pipeline.data import preprocess, raw_files
 from pipeline.data.processed import load_processed, save_processed
 from pipeline.ranking import model_files
@@ -34,8 +34,8 @@ def data(processed_dir):
 @pytest.fixture
 def small_pieces(monkeypatch):
     """Pieces and buffer far smaller than the data, so shuffling, buffering and sharding all happen."""
-    monkeypatch.setitem(config.STREAMING, "piece_rows", 700)
-    monkeypatch.setitem(config.STREAMING, "shuffle_buffer_rows", 1500)
+    monkeypatch.setitem(config_scale.STREAMING, "piece_rows", 700)
+    monkeypatch.setitem(config_scale.STREAMING, "shuffle_buffer_rows", 1500)
 
 
 def streamed(plan, part, epoch, batch_size, workers) -> pd.DataFrame:
@@ -74,8 +74,8 @@ def test_with_negatives_the_rows_do_not_depend_on_workers_buffer_or_order(proces
     plan, _ = streaming.open_plan(processed_dir, "random", cfg)
     reference = canonical(streaming.epoch_frame(plan, epoch=1))
     for piece, buffer, workers in ((700, 1500, 1), (700, 1500, 2), (4096, 0, 3), (100_000, 100_000, 2)):
-        monkeypatch.setitem(config.STREAMING, "piece_rows", piece)
-        monkeypatch.setitem(config.STREAMING, "shuffle_buffer_rows", buffer)
+        monkeypatch.setitem(config_scale.STREAMING, "piece_rows", piece)
+        monkeypatch.setitem(config_scale.STREAMING, "shuffle_buffer_rows", buffer)
         got = streamed(plan, "train", epoch=1, batch_size=512, workers=workers)
         pd.testing.assert_frame_equal(canonical(got), reference)
     # A second plan with the same seed gives the same rows; fresh negatives change with the epoch.

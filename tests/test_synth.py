@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import config
+from pipeline import config, config_scale
 from pipeline.cli import app
 from pipeline.data import movielens, preprocess, raw_files, synth
 
@@ -53,7 +53,7 @@ def test_fields_have_ml1m_value_ranges(synthetic):
     assert ratings["rating"].between(1, 5).all()
     assert ratings["timestamp"].between(synth.FIRST_TIMESTAMP, synth.LAST_TIMESTAMP).all()
     assert not ratings.duplicated(["user_id", "movie_id"]).any()
-    assert ratings.groupby("user_id").size().min() >= config.SYNTH["min_ratings_per_user"]
+    assert ratings.groupby("user_id").size().min() >= config_scale.SYNTH["min_ratings_per_user"]
     assert set(ratings["movie_id"]) <= set(movies["movie_id"]) and set(ratings["user_id"]) <= set(users["user_id"])
     # ML-1M's share of positives is 57.5 %; heavy tails: the busiest user and movie far above the median.
     assert 0.45 < (ratings["rating"] >= config.LIKE_THRESHOLD).mean() < 0.7

@@ -1,13 +1,13 @@
 """`make bench-litert`: the served models' LiteRT files against their .keras files → artifacts/litert_bench.json.
 
   same Top-10     the float32 LiteRT files and the Keras models give every user the same Top-10 (the two-stage
-                  models, every user; the reference models, config.LITERT_BENCH["reference_users"] users over the
-                  whole catalogue) and the same Top-10 for config.LITERT_BENCH["liked_lists"] random liked lists
+                  models, every user; the reference models, LITERT_BENCH["reference_users"] users over the whole
+                  catalogue) and the same Top-10 for LITERT_BENCH["liked_lists"] random liked lists (config_serving.py)
   quantization    per variant (float32, dynamic-range int8, float16) and for Keras: file size, the time to score
                   one list (100 candidates; one user's catalogue for a reference model), warm median, and, for the
                   two-stage models, Recall@10 / NDCG@10 on the random split's test users (full catalogue)
 
-config.LITERT["served_variant"] is float32 unless a quantized variant is within 0.001 of it on both metrics and
+config_serving.LITERT["served_variant"] is float32 unless a quantized variant is within 0.001 of it on both metrics and
 faster; the JSON says whether one is.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.data.processed import load_processed
 from pipeline.evaluation.evaluate import evaluate_two_stages
 from pipeline.files import write_json
@@ -32,7 +32,7 @@ from pipeline.serving.errors import RecommendError
 from pipeline.serving.recommender import Recommender
 from pipeline.serving.terminal import fail
 
-RUNTIME_VARIANTS = (("keras", "float32"), *(("litert", variant) for variant in config.LITERT["variants"]))
+RUNTIME_VARIANTS = (("keras", "float32"), *(("litert", variant) for variant in config_serving.LITERT["variants"]))
 
 
 def label(runtime: str, variant: str) -> str:
@@ -130,7 +130,7 @@ def quantized_worth_serving(figures: dict) -> dict:
             continue
         out[name] = [
             variant
-            for variant in config.LITERT["variants"][1:]
+            for variant in config_serving.LITERT["variants"][1:]
             if abs(variants[f"litert {variant}"]["recall_at_10"] - base["recall_at_10"]) <= 0.001
             and abs(variants[f"litert {variant}"]["ndcg_at_10"] - base["ndcg_at_10"]) <= 0.001
             and variants[f"litert {variant}"]["score_one_ms"] < base["score_one_ms"]
@@ -142,12 +142,12 @@ def bench_litert_command(
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
     out: Path = typer.Option(config.ARTIFACTS_DIR / "litert_bench.json"),
-    repeats: int = typer.Option(config.LITERT_BENCH["repeats"], min=1),
+    repeats: int = typer.Option(config_serving.LITERT_BENCH["repeats"], min=1),
 ) -> None:
     """Compare the LiteRT files (float32, int8, float16) with the Keras models: same Top-10, size, speed, metrics."""
     load_before = os.getloadavg()
     try:
-        settings = config.LITERT_BENCH
+        settings = config_serving.LITERT_BENCH
         same = same_top10(
             processed_dir, models_dir, settings["liked_lists"], settings["reference_users"], settings["seed"]
         )
@@ -160,7 +160,7 @@ def bench_litert_command(
         "same_top10": same,
         "variants": figures,
         "quantized_worth_serving": quantized_worth_serving(figures),
-        "served_variant": config.LITERT["served_variant"],
+        "served_variant": config_serving.LITERT["served_variant"],
         "machine": {
             "cpus": os.cpu_count(),
             "load_average_before": [round(x, 2) for x in load_before],

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.files import write_json
 from pipeline.ranking.model_files import load_training_log
 from pipeline.serving.errors import RecommendError, parse_user
@@ -220,10 +220,10 @@ def table(results: dict) -> str:
 
 def bench_command(
     user: str = typer.Option("3", "--user", help="The user of the one-user and cold-start figures."),
-    repeats: int = typer.Option(config.BENCH["repeats"], min=1, help="Runs of the warm figures (median kept)."),
-    cold_runs: int = typer.Option(config.BENCH["cold_runs"], min=1, help="Cold `recommend` processes timed."),
+    repeats: int = typer.Option(config_serving.BENCH["repeats"], min=1, help="Runs of the warm figures (median kept)."),
+    cold_runs: int = typer.Option(config_serving.BENCH["cold_runs"], min=1, help="Cold `recommend` processes timed."),
     liked: str = typer.Option(
-        ",".join(map(str, config.BENCH["liked"])), help="The new person's liked movies (MovieLens IDs)."
+        ",".join(map(str, config_serving.BENCH["liked"])), help="The new person's liked movies (MovieLens IDs)."
     ),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),

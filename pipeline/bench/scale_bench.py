@@ -24,7 +24,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline import config
+from pipeline import config, config_scale
 from pipeline.data import synth
 from pipeline.files import atomic_path, write_json
 from pipeline.processes import run_measured
@@ -42,7 +42,7 @@ def folders(size: str) -> dict[str, Path]:
     """Where `make all DATA=synthetic-<size>` keeps a size's data and artifacts."""
     root = synth.synthetic_root(synth.parse_count(size))
     out = config.ARTIFACTS_DIR / root.name
-    return {"root": root, "raw": root / config.SYNTH["raw_folder"], "processed": root / "processed", "out": out}
+    return {"root": root, "raw": root / config_scale.SYNTH["raw_folder"], "processed": root / "processed", "out": out}
 
 
 def stage_commands(size: str, workers: int = 1, models_dir: Path | None = None) -> dict[str, list[str]]:
@@ -52,7 +52,7 @@ def stage_commands(size: str, workers: int = 1, models_dir: Path | None = None) 
     data = ["--processed-dir", processed, "--models-dir", models]
     model = config.model_name(config.DEFAULT_ARCHITECTURE)
     train = ["-m", "pipeline", "train", "--model", model, "--streaming", "--epochs", "1"]
-    train += ["--epoch-lists", str(config.SCALE["epoch_lists"]), "--candidate-lists", f"{models}/candidate_lists"]
+    train += ["--epoch-lists", str(config_scale.SCALE["epoch_lists"]), "--candidate-lists", f"{models}/candidate_lists"]
     return {
         "generate": ["-m", "pipeline", "synth", "--ratings", size, "--no-preprocess"],
         "preprocess": ["-m", "pipeline", "preprocess", "--raw-dir", str(where["raw"]), "--out-dir", processed],
@@ -111,7 +111,7 @@ def bench_size(size: str, echo, regenerate: bool, save=lambda entry: None) -> di
         echo(f"{size} {stage}: {entry['stages'][stage]}")
         if stage == "ranker epoch":
             entry["stages"][stage] |= epoch_figures(where["out"] / "models")
-            if size not in config.SCALE["two_worker_sizes"]:
+            if size not in config_scale.SCALE["two_worker_sizes"]:
                 continue
             scratch = where["out"] / "bench-two-workers"
             shutil.rmtree(scratch, ignore_errors=True)
@@ -174,7 +174,7 @@ def plot(bench: dict, path: Path) -> None:
         clock.plot([m for m, _ in points], [f["seconds"] / 60 for _, f in points], marker="o", label=stage)
         rss = [f.get("worker_peak_rss_gib") or f["peak_rss_gib"] for _, f in points]
         memory.plot([m for m, _ in points], rss, marker="o", label=stage)
-    memory.axhline(config.SCALE["peak_rss_target_gib"], color="grey", linestyle="--", label="target")
+    memory.axhline(config_scale.SCALE["peak_rss_target_gib"], color="grey", linestyle="--", label="target")
     for axis, title in ((clock, "wall time per stage (minutes)"), (memory, "peak RSS per stage process (GiB)")):
         axis.set_xscale("log")
         axis.set_xlabel("SYNTHETIC ratings (millions)")
@@ -201,7 +201,7 @@ def summarize(bench: dict) -> None:
 
 
 def bench_scale_command(
-    sizes: str = typer.Option(",".join(config.SCALE["sizes"]), help="SYNTHETIC sizes, e.g. 1M,5M,25M."),
+    sizes: str = typer.Option(",".join(config_scale.SCALE["sizes"]), help="SYNTHETIC sizes, e.g. 1M,5M,25M."),
     regenerate: bool = typer.Option(False, "--regenerate/--reuse", help="Generate the data again, timing it."),
 ) -> None:
     """Time every product stage and measure its peak RSS at SYNTHETIC sizes → artifacts/scale_bench.json, .png."""
@@ -209,7 +209,7 @@ def bench_scale_command(
     bench["note"] = (
         "SYNTHETIC data (pipeline/data/synth.py): for time and memory only, never for quality claims. "
         f"Machine: {os.cpu_count()} cores, shared; load average next to every figure. Each ranker epoch is cut "
-        f"to {config.SCALE['epoch_lists']:,} lists (full_epoch_lists says how many an epoch has)."
+        f"to {config_scale.SCALE['epoch_lists']:,} lists (full_epoch_lists says how many an epoch has)."
     )
     bench.setdefault("sizes", {})
     for size in [size.strip() for size in sizes.split(",") if size.strip()]:

@@ -3,18 +3,18 @@
 For each runtime (config.Runtime: the models' LiteRT files, then their .keras files) it starts `python -m pipeline
 serve --runtime <runtime>` on a free 127.0.0.1 port (the request log goes to serve_bench.log beside the JSON), times
 start-up to the first ready /v1/health and until every worker has answered warm, measures each worker's RSS, runs
-config.SERVE_BENCH["warmup_seconds"] of uncounted load, then each phase of config.SERVE_BENCH["phases"]: `wrk`
+SERVE_BENCH["warmup_seconds"] (config_serving.py) of uncounted load, then each phase of SERVE_BENCH["phases"]: `wrk`
 (Debian's HTTP load generator, written in C, so that the client takes little of the two cores the service runs
 on) keeps a fixed number of keep-alive connections busy for a fixed time with one kind of request:
 
   precomputed   GET a random user's default Top-10 (answered from the precomputed table)
   month         GET a random user's Top-10 in month 1 (scored when asked: retrieval + ranking)
-  new person    POST /v1/recommendations with one of config.SERVE_BENCH["liked_lists"] (scored when asked)
+  new person    POST /v1/recommendations with one of config_serving.SERVE_BENCH["liked_lists"] (scored when asked)
 
 A phase with `runs` is repeated against the same service, to see whether throughput depends on how connections
 were spread. An error is a non-2xx answer or a socket error. The JSON records each phase's requests/s, latency
 percentiles (p50/p90/p99/max, ms, as wrk sees them), errors and the service's CPU time per request (psutil),
-LiteRT ÷ Keras ratios, config.SERVE_TARGETS met or not, and the load average.
+LiteRT ÷ Keras ratios, config_serving.SERVE_TARGETS met or not, and the load average.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 import typer
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.data.fields import Encoders
 from pipeline.files import write_json
 from pipeline.processes import free_port, stop_process
@@ -209,14 +209,14 @@ def serve_runtime(
     scripts = log_path.parent / f".wrk-{os.getpid()}"
     scripts.mkdir(parents=True, exist_ok=True)
     try:
-        health = wait_ready(port, process, config.SERVE_BENCH["ready_timeout_s"])
+        health = wait_ready(port, process, config_serving.SERVE_BENCH["ready_timeout_s"])
         ready = time.perf_counter() - started
-        wait_warm(port, process, health["workers"], config.SERVE_BENCH["ready_timeout_s"])
+        wait_warm(port, process, health["workers"], config_serving.SERVE_BENCH["ready_timeout_s"])
         warm = time.perf_counter() - started
         echo(f"[{runtime}] ready in {ready:.1f} s, every worker warm in {warm:.1f} s; warming up {warmup_seconds:g} s")
         for kind in ("precomputed", "month", "new person"):
             script = scripts / f"{kind.replace(' ', '_')}.lua"
-            script.write_text(wrk_script(kind, users, n, seed, config.SERVE_BENCH["liked_lists"]))
+            script.write_text(wrk_script(kind, users, n, seed, config_serving.SERVE_BENCH["liked_lists"]))
             if warmup_seconds:
                 wrk_phase(port, script, phases[0]["clients"], warmup_seconds, process.pid)
         results = []
@@ -255,11 +255,11 @@ def serve_runtime(
 
 
 def summary(phases: list[dict]) -> dict:
-    """Per kind of request at config.SERVE_TARGETS' clients: the median run's requests/s and p99, the worst
+    """Per kind of request at config_serving.SERVE_TARGETS' clients: the median run's requests/s and p99, the worst
     errors, and the slowest ÷ fastest of its runs."""
     out = {}
     for kind in dict.fromkeys(phase["kind"] for phase in phases):
-        runs = [p for p in phases if p["kind"] == kind and p["clients"] == config.SERVE_TARGETS["clients"]]
+        runs = [p for p in phases if p["kind"] == kind and p["clients"] == config_serving.SERVE_TARGETS["clients"]]
         if not runs:
             continue
         rates = sorted(run["requests_per_s"] for run in runs)
@@ -274,7 +274,7 @@ def summary(phases: list[dict]) -> dict:
 
 
 def targets_met(lite: dict, summaries: dict) -> dict:
-    target, kinds = config.SERVE_TARGETS, summaries
+    target, kinds = config_serving.SERVE_TARGETS, summaries
     scored = [kinds[kind] for kind in ("month", "new person") if kind in kinds]
     met = {
         "scored_requests_per_s": all(k["requests_per_s"] >= target["scored_requests_per_s"] for k in scored),
@@ -296,10 +296,10 @@ def bench_serve(
     processed_dir: Path,
     models_dir: Path,
     out: Path,
-    phases=config.SERVE_BENCH["phases"],
-    warmup_seconds: float = config.SERVE_BENCH["warmup_seconds"],
-    n: int = config.SERVE_BENCH["n"],
-    seed: int = config.SERVE_BENCH["seed"],
+    phases=config_serving.SERVE_BENCH["phases"],
+    warmup_seconds: float = config_serving.SERVE_BENCH["warmup_seconds"],
+    n: int = config_serving.SERVE_BENCH["n"],
+    seed: int = config_serving.SERVE_BENCH["seed"],
     workers: int | None = None,
     threads: int | None = None,
     runtimes=tuple(runtime.value for runtime in config.Runtime),
@@ -325,7 +325,7 @@ def bench_serve(
         "runtimes": measured,
         "summary": summaries,
         "targets": {
-            **config.SERVE_TARGETS,
+            **config_serving.SERVE_TARGETS,
             "met_by_litert": targets_met(measured["litert"], summaries["litert"]) if "litert" in measured else None,
         },
         "machine": {
@@ -352,14 +352,16 @@ def bench_serve_command(
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
     out: Path = typer.Option(config.ARTIFACTS_DIR / "serve_bench.json"),
-    seconds: float = typer.Option(None, min=1, help="Length of each phase; default: config.SERVE_BENCH."),
-    warmup: float = typer.Option(config.SERVE_BENCH["warmup_seconds"], min=0, help="Uncounted load first, seconds."),
-    workers: int = typer.Option(None, min=1, help="The service's worker processes; default: config.SERVE."),
-    threads: int = typer.Option(None, min=1, help="Recommender threads per worker; default: config.SERVE."),
+    seconds: float = typer.Option(None, min=1, help="Length of each phase; default: config_serving.SERVE_BENCH."),
+    warmup: float = typer.Option(
+        config_serving.SERVE_BENCH["warmup_seconds"], min=0, help="Uncounted load first, seconds."
+    ),
+    workers: int = typer.Option(None, min=1, help="The service's worker processes; default: config_serving.SERVE."),
+    threads: int = typer.Option(None, min=1, help="Recommender threads per worker; default: config_serving.SERVE."),
     runtime: list[config.Runtime] = typer.Option(None, help="Only this runtime (repeatable); default: both."),
 ) -> None:
     """Start the service (LiteRT, then Keras), load it with wrk on loopback, stop it → artifacts/serve_bench.json."""
-    phases = [{**phase, "seconds": seconds or phase["seconds"]} for phase in config.SERVE_BENCH["phases"]]
+    phases = [{**phase, "seconds": seconds or phase["seconds"]} for phase in config_serving.SERVE_BENCH["phases"]]
     runtimes = [choice.value for choice in runtime] if runtime else [choice.value for choice in config.Runtime]
     try:
         report = bench_serve(
@@ -377,6 +379,6 @@ def bench_serve_command(
         fail(error)
     met = report["targets"]["met_by_litert"]
     typer.echo(
-        f"targets (LiteRT, {config.SERVE_TARGETS['clients']} connections): "
+        f"targets (LiteRT, {config_serving.SERVE_TARGETS['clients']} connections): "
         f"{'all met' if met and all(met.values()) else met}; wrote {out}"
     )

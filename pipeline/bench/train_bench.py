@@ -26,7 +26,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline import config, quiet_imports
+from pipeline import config, config_scale, quiet_imports
 from pipeline.data import synth
 from pipeline.data.processed import load_processed
 from pipeline.evaluation import evaluate
@@ -170,7 +170,7 @@ def bench_synthetic(sizes, workers_list, model: str, echo) -> dict:
                 f"load {run['load_average_before']}"
             )
             entry["runs"][str(workers)] = run
-        entry["input_only"] = measure_stream_input(processed, config.TRAIN_BENCH["pipeline_model"])
+        entry["input_only"] = measure_stream_input(processed, config_scale.TRAIN_BENCH["pipeline_model"])
         echo(
             f"  input only ({entry['input_only']['model']}): {entry['input_only']['rows_per_s']:,.0f} rows/s, "
             f"peak RSS {entry['input_only']['peak_rss_gib']} GiB"
@@ -328,7 +328,11 @@ def bench_ml1m(
 
 
 def met(target: str, value: float) -> dict:
-    return {"target": config.SCALE_TARGETS[target], "value": value, "met": value <= config.SCALE_TARGETS[target]}
+    return {
+        "target": config_scale.SCALE_TARGETS[target],
+        "value": value,
+        "met": value <= config_scale.SCALE_TARGETS[target],
+    }
 
 
 # --- The artifacts -----------------------------------------------------------------------------------------
@@ -340,9 +344,9 @@ def peak_target(synthetic: dict) -> dict | None:
         return None
     peak = max(max(run["peak_rss_gib"]) for run in largest[0]["runs"].values())
     return {
-        "target_gib": config.SCALE_TARGETS["peak_rss_gib_at_25m"],
+        "target_gib": config_scale.SCALE_TARGETS["peak_rss_gib_at_25m"],
         "peak_gib": peak,
-        "met": peak <= config.SCALE_TARGETS["peak_rss_gib_at_25m"],
+        "met": peak <= config_scale.SCALE_TARGETS["peak_rss_gib_at_25m"],
     }
 
 
@@ -370,7 +374,9 @@ def plot(bench: dict, path: Path) -> None:
     if inputs:
         label = f"input alone ({inputs[0][1]['model']}, no model)"
         draw(inputs, label, label, marker="^", linestyle=":")
-    memory.axhline(config.SCALE_TARGETS["peak_rss_gib_at_25m"], color="grey", linestyle="--", label="target at 25 M")
+    memory.axhline(
+        config_scale.SCALE_TARGETS["peak_rss_gib_at_25m"], color="grey", linestyle="--", label="target at 25 M"
+    )
     speed.set_yscale("log")
     for axis, title in ((speed, "rows/s (one epoch, streamed)"), (memory, "peak RSS per process (GiB)")):
         axis.set_xscale("log")
@@ -388,10 +394,12 @@ def plot(bench: dict, path: Path) -> None:
 
 def bench_train_command(
     sizes: str = typer.Option(
-        ",".join(config.TRAIN_BENCH["sizes"]), help="SYNTHETIC sizes, e.g. 1M,5M,25M; '' for none."
+        ",".join(config_scale.TRAIN_BENCH["sizes"]), help="SYNTHETIC sizes, e.g. 1M,5M,25M; '' for none."
     ),
-    workers: str = typer.Option(",".join(map(str, config.TRAIN_BENCH["workers"])), help="Worker counts, e.g. 1,2."),
-    model: config.Model = typer.Option(config.TRAIN_BENCH["model"], help="The model of the synthetic runs."),
+    workers: str = typer.Option(
+        ",".join(map(str, config_scale.TRAIN_BENCH["workers"])), help="Worker counts, e.g. 1,2."
+    ),
+    model: config.Model = typer.Option(config_scale.TRAIN_BENCH["model"], help="The model of the synthetic runs."),
     ml1m: bool = typer.Option(True, "--ml1m/--no-ml1m", help="Also the real ML-1M side-by-side runs."),
     ml1m_epochs: int = typer.Option(None, min=1, help="Epochs of the ML-1M runs (default: the model's)."),
     repeats: int = typer.Option(2, min=0, help="Alternating in-memory / streamed ML-1M throughput runs."),
@@ -425,7 +433,7 @@ def bench_train_command(
             typer.echo(f"error: {processed_dir}/encoders.json not found; run `make preprocess` first", err=True)
             raise typer.Exit(2)
         bench["ml1m"] = bench_ml1m(
-            config.TRAIN_BENCH["ml1m_model"],
+            config_scale.TRAIN_BENCH["ml1m_model"],
             processed_dir,
             typer.echo,
             ml1m_epochs,

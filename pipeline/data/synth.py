@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from pipeline import config
+from pipeline import config, config_scale
 from pipeline.data import movielens
 from pipeline.files import atomic_path, write_text
 from pipeline.processes import run_measured
@@ -57,7 +57,7 @@ def size_label(ratings: int) -> str:
 
 def synthetic_root(ratings: int, data_dir: Path = config.DATA_DIR) -> Path:
     """data/synthetic-<size>/: holds ml-1m-format/ (raw files), processed/ and the marker."""
-    return data_dir / f"{config.SYNTH['folder_prefix']}{size_label(ratings)}"
+    return data_dir / f"{config_scale.SYNTH['folder_prefix']}{size_label(ratings)}"
 
 
 def is_synthetic(folder: Path) -> bool:
@@ -72,20 +72,20 @@ def is_synthetic(folder: Path) -> bool:
 def shape(ratings: int) -> dict:
     """How many users and movies `ratings` ratings spread over (ML-1M's ratios at 1 M)."""
     scale = ratings / 1_000_000
-    users = max(20, int(round(ratings / config.SYNTH["ratings_per_user"])))
+    users = max(20, int(round(ratings / config_scale.SYNTH["ratings_per_user"])))
     # Small sets keep room for the heaviest users (at most half the catalogue each).
     movies = max(
-        int(4 * config.SYNTH["ratings_per_user"]),
-        int(round(config.SYNTH["movies_at_1m"] * scale ** config.SYNTH["movies_exponent"])),
+        int(4 * config_scale.SYNTH["ratings_per_user"]),
+        int(round(config_scale.SYNTH["movies_at_1m"] * scale ** config_scale.SYNTH["movies_exponent"])),
     )
     return {"ratings": ratings, "users": users, "movies": movies}
 
 
 def user_counts(n_ratings: int, n_users: int, n_movies: int, rng) -> np.ndarray:
     """Ratings per user: at least min(20, ...) each, log-normal tail, summing exactly to n_ratings."""
-    floor = min(config.SYNTH["min_ratings_per_user"], n_ratings // n_users, n_movies // 2)
+    floor = min(config_scale.SYNTH["min_ratings_per_user"], n_ratings // n_users, n_movies // 2)
     cap = n_movies // 2
-    extra = rng.lognormal(0.0, config.SYNTH["activity_sigma"], n_users)
+    extra = rng.lognormal(0.0, config_scale.SYNTH["activity_sigma"], n_users)
     counts = floor + np.floor(extra / extra.sum() * (n_ratings - floor * n_users)).astype(np.int64)
     counts = np.minimum(counts, cap)
     # Hand out what rounding and the cap left over, one at a time to random users with room.
@@ -136,7 +136,7 @@ def movies_table(n_movies: int, rng) -> pd.DataFrame:
 def tastes(users: pd.DataFrame, movies: pd.DataFrame, rng) -> dict[str, np.ndarray]:
     """The planted structure: taste clusters of users (drawn from gender and age), latent tastes of users
     and movies (a movie's from its genres), movie popularity and quality, user leniency."""
-    settings = config.SYNTH
+    settings = config_scale.SYNTH
     dim, clusters = settings["taste_dim"], settings["taste_clusters"]
     centres = rng.normal(0.0, 1.0, (clusters, dim))
     by_gender = rng.normal(0.0, 1.0, (2, clusters))
@@ -173,11 +173,11 @@ def rated_pairs(counts: np.ndarray, taste: dict, n_movies: int, rng) -> np.ndarr
     """
     dim = taste["centres"].shape[1]
     affinity = taste["centres"] @ taste["movie"].T.astype(float) / np.sqrt(dim)
-    weights = np.exp(taste["log_popularity"][None, :] + config.SYNTH["selection_strength"] * affinity)
+    weights = np.exp(taste["log_popularity"][None, :] + config_scale.SYNTH["selection_strength"] * affinity)
     weights /= weights.sum(axis=1, keepdims=True)
     have = np.empty(0, dtype=np.int64)
     deficit = counts.astype(np.int64).copy()
-    for attempt in range(config.SYNTH["max_rounds"]):
+    for attempt in range(config_scale.SYNTH["max_rounds"]):
         if not deficit.any():
             break
         drawn = []
@@ -209,7 +209,7 @@ def rated_pairs(counts: np.ndarray, taste: dict, n_movies: int, rng) -> np.ndarr
 
 def ratings_table(keys: np.ndarray, n_movies: int, taste: dict, rng, chunk: int = 2_000_000) -> pd.DataFrame:
     """Ratings (1-5) and timestamps for the rated pairs, in user order and by time within a user."""
-    settings = config.SYNTH
+    settings = config_scale.SYNTH
     n_users = len(taste["leniency"])
     span = LAST_TIMESTAMP - FIRST_TIMESTAMP
     first = FIRST_TIMESTAMP + rng.beta(0.6, 2.5, n_users) * span * 0.9
@@ -296,7 +296,7 @@ def write_synthetic(root: Path, n_ratings: int, seed: int = 0) -> Path:
     marked synthetic and never passes for real data.
     """
     started = time.perf_counter()
-    raw_dir = Path(root) / config.SYNTH["raw_folder"]
+    raw_dir = Path(root) / config_scale.SYNTH["raw_folder"]
     raw_dir.mkdir(parents=True, exist_ok=True)
     for folder in (Path(root), raw_dir):
         write_text(folder / MARKER, marker_text(n_ratings, seed, shape(n_ratings), 0.0))
@@ -318,7 +318,7 @@ def write_synthetic(root: Path, n_ratings: int, seed: int = 0) -> Path:
 def preprocess_synthetic(root: Path, echo=print) -> dict:
     """Run `python -m pipeline preprocess` on root's raw files into root/processed (a child process, so
     its peak RSS is its own), and mark the output synthetic. Returns seconds and peak RSS."""
-    raw_dir, out_dir = Path(root) / config.SYNTH["raw_folder"], Path(root) / "processed"
+    raw_dir, out_dir = Path(root) / config_scale.SYNTH["raw_folder"], Path(root) / "processed"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / MARKER, (Path(root) / MARKER).read_text())
     command = ["-m", "pipeline", "preprocess", "--raw-dir", str(raw_dir), "--out-dir", str(out_dir)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from pipeline import config, manifests, quiet_imports
+from pipeline import config, config_serving, manifests, quiet_imports
 from pipeline.files import atomic_path
 from pipeline.ranking import model_files
 
@@ -66,7 +66,7 @@ def export_command(
 ) -> None:
     """Convert trained models to LiteRT files beside their .keras files (the serving paths run them)."""
     check_choice(model, list(config.MODELS), "model")
-    check_choice(variant, config.LITERT["variants"], "variant")
+    check_choice(variant, config_serving.LITERT["variants"], "variant")
     quiet_imports.tensorflow()
     sizes = {}
     for name in tqdm(model, desc="exporting", unit="model"):

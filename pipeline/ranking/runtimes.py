@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import config, quiet_imports
+from pipeline import config, config_serving, quiet_imports
 
 RUNTIMES = tuple(runtime.value for runtime in config.Runtime)  # the first is the serving default
 
@@ -50,7 +50,10 @@ class LiteRuntime:
     call from two threads at once, so calls take turns (a service worker runs its requests on a few threads)."""
 
     def __init__(
-        self, path: Path, threads: int = config.LITERT["threads"], batch_rows: int = config.LITERT["batch_rows"]
+        self,
+        path: Path,
+        threads: int = config_serving.LITERT["threads"],
+        batch_rows: int = config_serving.LITERT["batch_rows"],
     ):
         self.batch_rows = batch_rows
         self.path = Path(path)

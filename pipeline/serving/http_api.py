@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.serving import schemas
 from pipeline.serving.errors import RecommendError, Unusable
 from pipeline.serving.http_errors import crash, http_error, recommend_error, validation_error
@@ -85,7 +85,7 @@ async def lifespan(app: FastAPI):
 def create_app(
     processed_dir: Path = config.PROCESSED_DIR,
     models_dir: Path = config.MODELS_DIR,
-    threads: int = config.SERVE["threads"],
+    threads: int = config_serving.SERVE["threads"],
     preload: list[str] | None = None,
     workers: int = 1,
     runtime: str = "litert",
@@ -104,7 +104,7 @@ def create_app(
         description="Top-N movies from DeepCTR's AutoInt (two-stage: EASE retrieval, AutoInt ranking). "
         "Users and movies are MovieLens IDs. Errors are JSON {error, message}: 404 unknown "
         "user or movie, 422 other bad input, 413 a body over "
-        f"{config.SERVE['max_body_bytes']} bytes, 503 a model, table or data file the request needs is "
+        f"{config_serving.SERVE['max_body_bytes']} bytes, 503 a model, table or data file the request needs is "
         "damaged or missing (the message names it and the command that rebuilds it; /v1/health lists them).",
         responses={
             404: {"model": schemas.Error, "description": "Unknown user or movie"},
@@ -122,7 +122,7 @@ def create_app(
     app.state.options = ServiceOptions(Path(processed_dir), Path(models_dir), threads, preload, workers, runtime)
     app.state.metrics = metrics = Metrics()
     app.include_router(router)
-    app.add_middleware(BodyLimit, limit=config.SERVE["max_body_bytes"])
+    app.add_middleware(BodyLimit, limit=config_serving.SERVE["max_body_bytes"])
     app.add_middleware(Observe, metrics=metrics)
     return app
 

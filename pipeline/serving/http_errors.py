@@ -3,7 +3,7 @@
 404 for an unknown user or movie (NotFound), 422 for any other bad input (a RecommendError, or what FastAPI's
 validation refuses), 503 for a request that needs a missing, damaged or unreadable file (Unusable: "file" and
 "rebuild" name it and the command that rebuilds it), 404/405 for an unknown endpoint or method; a bug answers
-500 and logs its traceback. (413, a body over config.SERVE["max_body_bytes"], is middleware.BodyLimit's.)
+500 and logs its traceback. (413, a body over config_serving.SERVE["max_body_bytes"], is middleware.BodyLimit's.)
 """
 
 from __future__ import annotations

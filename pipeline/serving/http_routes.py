@@ -22,7 +22,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.serving import schemas
 from pipeline.serving.errors import model_name
 from pipeline.serving.http_state import SERVED, Meter, Rec, Served, call
@@ -183,7 +183,10 @@ async def movies(
     rec: Rec,
     q: Annotated[str, Query(description="Part of a title, any case, e.g. matrix")],
     limit: Annotated[
-        int, Query(ge=1, le=config.SERVE["max_search"], description=f"How many, 1-{config.SERVE['max_search']}")
+        int,
+        Query(
+            ge=1, le=config_serving.SERVE["max_search"], description=f"How many, 1-{config_serving.SERVE['max_search']}"
+        ),
     ] = 20,
 ):
     found = await call(service, metrics, rec.search_movies, q, limit)

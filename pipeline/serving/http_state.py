@@ -3,7 +3,7 @@
 (`Depends`) that give a route the Service, the Recommender and the metrics, and `call`, which runs a core call
 off the event loop.
 
-Core calls run on a bounded pool of config.SERVE["threads"] threads (anyio's thread pool behind a
+Core calls run on a bounded pool of config_serving.SERVE["threads"] threads (anyio's thread pool behind a
 CapacityLimiter) while the event loop parses, validates and writes JSON; more requests wait their turn in order
 instead of oversubscribing the cores.
 """

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-from pipeline import config
+from pipeline import config_serving
 from pipeline.serving.startup import json_line, log
 
 
@@ -40,7 +40,7 @@ class Metrics:
             "http_request_duration_seconds",
             "Time to answer an HTTP request",
             labels,
-            buckets=config.SERVE["latency_buckets_s"],
+            buckets=config_serving.SERVE["latency_buckets_s"],
             registry=registry,
         )
         self.recommendations = Counter("recommendations", "Top-N lists served", ("model",), registry=registry)

@@ -5,11 +5,11 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.data.movielens import AGE_LABELS, GENDER_LABELS, OCCUPATION_LABELS
 
 Architecture = config.choice("Architecture", config.ARCHITECTURES)
-MAX_N = config.SERVE["max_n"]
+MAX_N = config_serving.SERVE["max_n"]
 N_HELP = f"How many movies, 1-{MAX_N}."
 YEAR_HELP = (
     "Rating-time context year (one the model saw, e.g. 2000); default: that of the user's latest rating "

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow
 
-from pipeline import config, manifests
+from pipeline import config, config_serving, manifests
 from pipeline.ranking import export, model_files
 from pipeline.ranking.scorers import load_scorer
 from pipeline.retrieval import retriever
@@ -119,7 +119,7 @@ class ServedModels(ServedData):
         """The file model `name` is scored from: its LiteRT file, or its .keras with runtime "keras"."""
         if self.runtime == "keras":
             return config.model_path(name, "random", self.models_dir)
-        return config.litert_path(name, "random", self.models_dir, config.LITERT["served_variant"])
+        return config.litert_path(name, "random", self.models_dir, config_serving.LITERT["served_variant"])
 
     def check_model(self, name: str) -> None:
         """Unusable if what model `name` is scored from (its training log and the file served_file names, against
@@ -130,7 +130,7 @@ class ServedModels(ServedData):
         if self.runtime == "keras":
             rebuild = model_files.rebuild_command(name)
         else:
-            rebuild = export.rebuild_command(config.LITERT["served_variant"])
+            rebuild = export.rebuild_command(config_serving.LITERT["served_variant"])
         self._remembered(name, partial(manifests.check, self.served_file(name), rebuild))
         if config.MODELS[name].candidates:
             self._remembered(
@@ -159,7 +159,7 @@ class ServedModels(ServedData):
         fitted = self.retrieval() if config.MODELS[name].candidates else None
         with self._lock:
             if name not in self.scorers:
-                variant = config.LITERT["served_variant"]
+                variant = config_serving.LITERT["served_variant"]
                 load = partial(load_scorer, name, "random", self.models_dir, fitted, self.movies, self.runtime, variant)
                 self.scorers[name] = self._remembered(name, load)
             return self.scorers[name]

@@ -1,7 +1,7 @@
 """`make serve` (`python -m pipeline serve`): the HTTP API (http_api.py) under uvicorn, on 127.0.0.1:8000.
 
 Concurrency: a request is a few milliseconds of CPU, most of it Python that holds the GIL, so threads of one
-process cannot use a second core. The service therefore runs config.SERVE["workers"] worker processes (one per
+process cannot use a second core. The service therefore runs config_serving.SERVE["workers"] worker processes (one per
 core), each loading its own Recommender (the models as LiteRT files: no TensorFlow, ~250 MB each).
 
 Connections are spread over the workers by the kernel: each worker opens its own listening socket on the same
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.retrieval import retriever
 from pipeline.serving.errors import RecommendError
 from pipeline.serving.served_models import check_trained
@@ -93,7 +93,7 @@ def supervise(host: str, port: int, workers: int, options: dict) -> None:
     for process in running:
         if process.is_alive():
             os.kill(process.pid, signal.SIGTERM)  # uvicorn's graceful shutdown: requests in flight finish
-    deadline = time.monotonic() + config.SERVE["graceful_shutdown_s"] + 5
+    deadline = time.monotonic() + config_serving.SERVE["graceful_shutdown_s"] + 5
     for process in running:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
@@ -103,16 +103,18 @@ def supervise(host: str, port: int, workers: int, options: dict) -> None:
 
 def serve_command(
     host: str = typer.Option(
-        config.SERVE["host"],
+        config_serving.SERVE["host"],
         help="Address to listen on. The default answers this machine only; 0.0.0.0 (or a LAN address) lets others in.",
     ),
-    port: int = typer.Option(config.SERVE["port"], min=0, max=65535),
+    port: int = typer.Option(config_serving.SERVE["port"], min=0, max=65535),
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
     workers: int = typer.Option(
-        config.SERVE["workers"], min=1, help="Worker processes (each loads the data and models: ~250 MB each)."
+        config_serving.SERVE["workers"], min=1, help="Worker processes (each loads the data and models: ~250 MB each)."
     ),
-    threads: int = typer.Option(config.SERVE["threads"], min=1, help="Threads per worker that run the recommender."),
+    threads: int = typer.Option(
+        config_serving.SERVE["threads"], min=1, help="Threads per worker that run the recommender."
+    ),
     runtime: config.Runtime = typer.Option(config.Runtime.litert, help=config.RUNTIME_HELP),
 ) -> None:
     """Serve recommendations over HTTP (FastAPI under uvicorn); /docs describes the endpoints."""
@@ -129,8 +131,8 @@ def serve_command(
     options = dict(
         access_log=False,
         log_level="info",
-        limit_concurrency=config.SERVE["max_connections"],
-        timeout_graceful_shutdown=config.SERVE["graceful_shutdown_s"],
+        limit_concurrency=config_serving.SERVE["max_connections"],
+        timeout_graceful_shutdown=config_serving.SERVE["graceful_shutdown_s"],
     )
     with tempfile.TemporaryDirectory(prefix="serve-metrics-") as metrics_dir:
         if workers > 1:

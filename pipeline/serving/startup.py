@@ -3,7 +3,7 @@ the default models in a background thread (then it is warm), and the JSON log li
 
 At start-up each worker loads the processed data and the default models' precomputed Top-100 tables, and is
 then ready: default requests are answered from those tables. A background thread then loads the default
-models (config.SERVE["preload_modes"]) and asks each for one Top-N, so that loading and tracing are done
+models (config_serving.SERVE["preload_modes"]) and asks each for one Top-N, so that loading and tracing are done
 before most requests that must be scored (one that comes earlier waits for its model); /v1/health says
 `"warm": true` when that is done. Requests share that one Recommender, which nothing changes after start-up
 except loading a model on its first use (under the Recommender's lock).
@@ -26,7 +26,7 @@ import traceback
 from functools import partial
 from pathlib import Path
 
-from pipeline import config
+from pipeline import config, config_serving
 from pipeline.serving.errors import Unusable
 from pipeline.serving.recommender import Recommender
 
@@ -49,10 +49,10 @@ def configure_logging() -> None:
 
 
 def preload_names() -> list[str]:
-    """The models loaded and warmed at start-up: those of config.SERVE["preload_modes"]."""
+    """The models loaded and warmed at start-up: those of config_serving.SERVE["preload_modes"]."""
     return [
         config.model_name(architecture, mode)
-        for mode in config.SERVE["preload_modes"]
+        for mode in config_serving.SERVE["preload_modes"]
         for architecture in config.ARCHITECTURES
     ]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline import config, quiet_imports
+from pipeline import config, config_scale, quiet_imports
 from pipeline.config import TrainConfig
 from pipeline.processes import describe_exit, free_ports, wait_measured
 from pipeline.ranking import model_files
@@ -107,7 +107,7 @@ def launch(
     others are stopped, any temporary model file the chief had begun is removed, and the result carries
     a one-line message; the model file is only ever written whole, by the chief, at the very end.
     """
-    host = config.WORKERS["host"]
+    host = config_scale.WORKERS["host"]
     addresses = [f"{host}:{port}" for port in free_ports(workers, host)]
     threads = max(1, (os.cpu_count() or 1) // workers)
     started = time.perf_counter()
@@ -148,7 +148,7 @@ def _watch(processes: list[subprocess.Popen], name: str, split: str, models_dir:
                     f"stopped the other workers; the run failed and wrote no model"
                 )
                 return Launch(1, time.perf_counter() - started, [results[i] for i in range(len(processes))], message)
-        time.sleep(config.WORKERS["poll_seconds"])
+        time.sleep(config_scale.WORKERS["poll_seconds"])
     return Launch(0, time.perf_counter() - started, [results[i] for i in range(len(processes))])
 
 
@@ -157,7 +157,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is None:
             process.terminate()
-    deadline = time.monotonic() + config.WORKERS["grace_seconds"]
+    deadline = time.monotonic() + config_scale.WORKERS["grace_seconds"]
     for process in processes:
         try:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))

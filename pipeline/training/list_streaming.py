@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipeline import config, quiet_imports
+from pipeline import config_scale, quiet_imports
 from pipeline.config import TrainConfig
 from pipeline.data.fields import Encoders
 from pipeline.ranking import architecture, list_shards
@@ -100,7 +100,7 @@ def list_batches(
     order = plan.worker_groups(worker, workers)
     if train:
         order = rng.permutation(order)
-    capacity = config.LIST_STREAMING["shuffle_buffer_lists"] if train else 0
+    capacity = config_scale.LIST_STREAMING["shuffle_buffer_lists"] if train else 0
     buffer: CandidateLists | None = None
     for index in order:
         if not plan.counts[part][index]:
@@ -152,7 +152,7 @@ def dataset(plan: ListPlan, part: str, movies: np.ndarray, lists_per_batch: int,
     data = tf.data.Dataset.from_generator(every_batch, output_signature=signature)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return data.with_options(options).prefetch(config.LIST_STREAMING["prefetch_batches"])
+    return data.with_options(options).prefetch(config_scale.LIST_STREAMING["prefetch_batches"])
 
 
 def inputs_for(plan: ListPlan, part: str, movies: np.ndarray, strategy, workers: int):

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import typer
 from tqdm import tqdm
 
-from pipeline import config, quiet_imports
+from pipeline import config, config_scale, quiet_imports
 from pipeline.config import TrainConfig
 from pipeline.data.processed import Processed
 from pipeline.data.splits import split_temporal
@@ -274,7 +274,7 @@ def candidates_command(
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
     """Build the two-stage rankers' out-of-fold candidate lists once → models/[<split>/]candidate_lists/
-    (one parquet shard per fold, row groups of config.LIST_CHUNK_USERS users, lists.json last)."""
+    (one parquet shard per fold, row groups of config_scale.LIST_CHUNK_USERS users, lists.json last)."""
     started = time.perf_counter()
     cfg = config.model_settings(config.model_name(config.DEFAULT_ARCHITECTURE), split.value)
     try:
@@ -282,7 +282,7 @@ def candidates_command(
     except FileNotFoundError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    folds = fold_lists(train, users, n_movies, cfg, config.LIST_CHUNK_USERS, progress=typer.echo)
+    folds = fold_lists(train, users, n_movies, cfg, config_scale.LIST_CHUNK_USERS, progress=typer.echo)
     if Path(models_dir).resolve() == config.MODELS_DIR.resolve():
         producer = "make candidates" if split.value == "random" else "make study"
     else:

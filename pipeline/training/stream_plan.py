@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipeline import config
+from pipeline import config, config_scale
 from pipeline.config import TrainConfig
 from pipeline.training import sampling
 
@@ -217,7 +217,7 @@ class Plan:
                 movies,
                 n_movies,
                 lambda attempt, where, slot=slot: self._movies(rows[where], epoch, slot, attempt),
-                config.STREAMING["negative_attempts"],
+                config_scale.STREAMING["negative_attempts"],
             )
             out[:, slot] = movies
         return out

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import config, quiet_imports
+from pipeline import config, config_scale, quiet_imports
 from pipeline.config import TrainConfig
 from pipeline.data.fields import Encoders
 from pipeline.ranking import architecture
@@ -58,7 +58,7 @@ def rated_pieces(plan: Plan, part: str, epoch: int, worker: int, workers: int, s
     """The worker's rated rows of `part` (Plan.rated_rows), piece by piece, in file order or with the pieces
     shuffled."""
     start, stop = plan.shard(part, worker, workers)
-    pieces = plan.source.pieces(start, stop, config.STREAMING["piece_rows"])
+    pieces = plan.source.pieces(start, stop, config_scale.STREAMING["piece_rows"])
     rng = np.random.default_rng([plan.cfg.seed, epoch, worker, 1 if part == "train" else 2])
     if shuffle:
         # Row groups in random order, and each row group's pieces in random order: pyarrow decodes whole
@@ -122,7 +122,7 @@ def batches(
     rows are read in file order.
     """
     shuffle = part == "train"
-    capacity = config.STREAMING["shuffle_buffer_rows"]
+    capacity = config_scale.STREAMING["shuffle_buffer_rows"]
     rng = np.random.default_rng([plan.cfg.seed, epoch, worker, 3]) if shuffle else None
     buffer: dict[str, np.ndarray] | None = None
     pending: dict[str, np.ndarray] | None = None
@@ -209,7 +209,7 @@ def dataset(plan: Plan, part: str, epochs: int, batch_size: int, worker: int, wo
     data = tf.data.Dataset.from_generator(every_batch, output_signature=signature)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return data.with_options(options).prefetch(config.STREAMING["prefetch_batches"])
+    return data.with_options(options).prefetch(config_scale.STREAMING["prefetch_batches"])
 
 
 def inputs_for(plan: Plan, part: str, cfg: TrainConfig, strategy, workers: int):

@@ -382,9 +382,10 @@ NEWCOMERS = {
     "test_share": 0.1,  # users held out of all training, on whom the newcomer curve is reported
     "validation_share": 0.1,  # more users held out, on whom NEWCOMER_LISTS is chosen
     "given": (1, 3, 5, 10),  # each is given their first this many liked movies by time
-    # NEWCOMER_LISTS' settings tried on the validation newcomers: every pair of these
-    "popular": (0, 10, 20, 50),
+    # NEWCOMER_LISTS' settings tried on the validation newcomers: every combination of these
+    "popular": (0, 10, 20, 50, 80),
     "weights": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
+    "retrieval_weights": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
     "seed": SPLIT_SEED,
 }
 # A new person's list (pipeline/ranking/newcomer_lists.py), by how many liked movies they named (the entry of the
@@ -392,10 +393,10 @@ NEWCOMERS = {
 # and the ranker's score is blended with that popularity at `weight`. Chosen on the validation newcomers, best
 # NDCG@10 then Recall@10 (artifacts/study/newcomers.json, "chosen_on_validation"; docs/recommender.md, "New people").
 NEWCOMER_LISTS = {
-    1: {"popular": 20, "weight": 16.0},
-    3: {"popular": 50, "weight": 8.0},
-    5: {"popular": 20, "weight": 8.0},
-    10: {"popular": 0, "weight": 0.5},
+    1: {"popular": 20, "weight": 16.0, "retrieval": 0.0},
+    3: {"popular": 20, "weight": 16.0, "retrieval": 0.5},
+    5: {"popular": 80, "weight": 4.0, "retrieval": 1.0},
+    10: {"popular": 80, "weight": 2.0, "retrieval": 8.0},
 }
 
 # --- Goals: the targets of the issues (the report states each, met or not; bench.py the speed ones) ---

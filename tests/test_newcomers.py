@@ -64,10 +64,15 @@ def test_popularity_counts_liked_ratings_by_gender_and_age_with_any_as_zero(data
 
 
 def test_settings_step_by_liked_movies_named():
-    table = {1: {"popular": 20, "weight": 4.0}, 3: {"popular": 10, "weight": 2.0}, 10: {"popular": 0, "weight": 0.5}}
-    popular, weight = newcomer_lists.settings_for([0, 1, 2, 3, 9, 12], table)
+    table = {
+        1: {"popular": 20, "weight": 4.0, "retrieval": 0.0},
+        3: {"popular": 10, "weight": 2.0, "retrieval": 0.0},
+        10: {"popular": 0, "weight": 0.5, "retrieval": 1.0},
+    }
+    popular, weight, retrieval = newcomer_lists.settings_for([0, 1, 2, 3, 9, 12], table)
     np.testing.assert_array_equal(popular, [20, 20, 20, 10, 10, 0])
     np.testing.assert_array_equal(weight, [4.0, 4.0, 4.0, 2.0, 2.0, 0.5])
+    np.testing.assert_array_equal(retrieval, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
 
 
 def test_blend_reorders_only_by_its_weight():
@@ -80,6 +85,22 @@ def test_blend_reorders_only_by_its_weight():
     two = newcomer_lists.blended(np.vstack([ranker, ranker]), np.vstack([prior, prior]), np.array([0.0, 100.0]))
     np.testing.assert_array_equal(two[0], ranker[0])
     assert np.argsort(-two[1]).tolist() == [3, 2, 1, 0]
+
+
+def test_retrieval_weight_pulls_the_order_towards_retrievals_and_adds_to_the_popularity_term():
+    ranker = np.array([[0.9, 0.6, 0.3, 0.1]], np.float32)
+    prior = np.zeros((1, 4))
+    retrieval = np.array([[0.1, 0.2, 0.5, 0.4]])
+    order = lambda r: np.argsort(-newcomer_lists.blended(ranker, prior, 0.0, retrieval, r)[0]).tolist()  # noqa: E731
+    assert order(0.0) == [0, 1, 2, 3]  # no retrieval weight: the ranker's own scores, unchanged
+    np.testing.assert_array_equal(newcomer_lists.blended(ranker, prior, 0.0, retrieval, 0.0), ranker)
+    assert order(100.0) == [2, 3, 1, 0]  # a large one: retrieval's order
+    # Both terms at once are the sum of their z-scores on top of the ranker's logit's.
+    logits = np.log(ranker / (1 - ranker)).astype(np.float64)
+    z = lambda x: (x - x.mean()) / x.std()  # noqa: E731
+    prior = np.array([[4.0, 1.0, 3.0, 2.0]])
+    expected = z(logits[0]) + 2.0 * z(prior[0]) + 0.5 * z(retrieval[0])
+    np.testing.assert_allclose(newcomer_lists.blended(ranker, prior, 2.0, retrieval, 0.5)[0], expected, rtol=1e-5)
 
 
 def test_included_movies_join_the_candidates_in_place_of_the_lowest(data):
@@ -110,7 +131,8 @@ def test_newcomer_curve_trains_once_without_the_held_out_users_and_scores_every_
     monkeypatch.setitem(config.NEWCOMERS, "given", (1, 3))
     monkeypatch.setitem(config.NEWCOMERS, "weights", (0.0, 1.0))
     monkeypatch.setitem(config.NEWCOMERS, "popular", (0, 5))
-    served = {1: {"popular": 5, "weight": 1000.0}, 3: {"popular": 0, "weight": 0.0}}
+    monkeypatch.setitem(config.NEWCOMERS, "retrieval_weights", (0.0, 2.0))
+    served = {1: {"popular": 5, "weight": 1000.0, "retrieval": 0.0}, 3: {"popular": 0, "weight": 0.0, "retrieval": 0.0}}
     monkeypatch.setattr(config, "NEWCOMER_LISTS", served)
     said = []
     result = newcomers.evaluate_newcomers(data, tmp_path, echo=said.append)
@@ -136,7 +158,9 @@ def test_newcomer_curve_trains_once_without_the_held_out_users_and_scores_every_
     with_demographics = "autoint_mlp_two_stage, + gender, age, occupation"
     assert result["test"]["3"]["served"] == result["test"]["3"][with_demographics]
     for validation in result["validation"].values():
-        assert set(validation["settings"]) == {f"popular {p}, weight {w:g}" for p in (0, 5) for w in (0.0, 1.0)}
+        assert set(validation["settings"]) == {
+            f"popular {p}, weight {w:g}, retrieval {r:g}" for p in (0, 5) for w in (0.0, 1.0) for r in (0.0, 2.0)
+        }
         assert validation["chosen"] in validation["settings"] and set(validation["baselines"]) == {
             "most_popular",
             "ease",

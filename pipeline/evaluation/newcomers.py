@@ -2,14 +2,15 @@
 
 Two shares of users are held out of every stage's training (retrieval and ranker): the test newcomers, whom the
 curve reports on, and the validation newcomers, on whom the popularity weight of a new person's list is chosen
-(config.NEWCOMER_POPULARITY). Each held-out user is given only their first k liked movies by time, as a newcomer
+(config.NEWCOMER_LISTS). Each held-out user is given only their first k liked movies by time, as a newcomer
 would name them, in the context of the last of those ratings, for each k of config.NEWCOMERS["given"]; their
 later liked movies are what a Top-10 should find, and only the k given movies are excluded. Only users with more
 liked movies than the largest k take part, so every point of the curve is the same people.
 
 Scorers at each k: most popular (liked training ratings), EASE from the k movies (the retrieval stage alone), the
 two-stage ranker from the k movies without and with gender, age and occupation, and the recommender as it serves a
-new person (the ranker's order blended with popularity by config.NEWCOMER_POPULARITY, with demographics).
+new person (the ranker's order blended with popularity and retrieval's score by config.NEWCOMER_LISTS, with
+demographics).
 
 Outputs: artifacts/models/newcomers/ (the retrieval model and the ranker trained without the held-out users, so a
 rerun of the curve does not retrain) and artifacts/study/newcomers.json, which the report draws.
@@ -115,8 +116,8 @@ def score_all(tops: dict[str, np.ndarray], newcomers: Newcomers, n: int) -> dict
     }
 
 
-def setting_key(popular: int, weight: float) -> str:
-    return f"popular {popular}, weight {weight:g}"
+def setting_key(popular: int, weight: float, retrieval: float) -> str:
+    return f"popular {popular}, weight {weight:g}, retrieval {retrieval:g}"
 
 
 def baseline_tops(retrieval, popularity: newcomer_lists.Popularity, newcomers: Newcomers, n: int) -> dict:
@@ -145,16 +146,16 @@ def choose_lists(
     echo,
 ) -> tuple[dict[int, dict], dict]:
     """config.NEWCOMER_LISTS as the validation newcomers of `liked` would have it: for each k of
-    config.NEWCOMERS["given"], the (popular, weight) pair of the grid whose lists are furthest above the better of
-    most popular and EASE in both Recall@n and NDCG@n (worst_ratio; with demographics, as the page and the
-    service get them), and the validation figures of the baselines and of every pair."""
+    config.NEWCOMERS["given"], the (popular, weight, retrieval) setting of the grid whose lists are furthest above
+    the better of most popular and EASE in both Recall@n and NDCG@n (worst_ratio; with demographics, as the page
+    and the service get them), and the validation figures of the baselines and of every setting."""
     given, most = config.NEWCOMERS["given"], max(config.NEWCOMERS["given"])
     chosen, figures = {}, {}
     for k in given:
         newcomers = given_first(liked, k, most)
         profile = profiles(data, newcomers.users, demographics=True)
         baselines = score_all(baseline_tops(two_stage.retrieval, popularity, newcomers, n), newcomers, n)
-        tops = {}
+        tops, grid = {}, {}
         for popular in config.NEWCOMERS["popular"]:
             counts = np.full(len(newcomers.users), popular)
             lists, prior_at = newcomer_lists.candidate_lists(
@@ -162,13 +163,15 @@ def choose_lists(
             )
             ranker_scores = two_stage.scorer(lists, two_stage.movies)
             for weight in config.NEWCOMERS["weights"]:
-                blended = newcomer_lists.blended(ranker_scores, prior_at, weight)
-                tops[setting_key(popular, weight)] = newcomer_lists.best(lists, blended, n)[0]
+                for retrieval in config.NEWCOMERS["retrieval_weights"]:
+                    key = setting_key(popular, weight, retrieval)
+                    blended = newcomer_lists.blended(ranker_scores, prior_at, weight, lists.scores, retrieval)
+                    tops[key] = newcomer_lists.best(lists, blended, n)[0]
+                    grid[key] = {"popular": popular, "weight": weight, "retrieval": retrieval}
         settings = score_all(tops, newcomers, n)
         key = max(settings, key=lambda name: worst_ratio(settings[name], baselines, n))
         figures[str(k)] = {"baselines": baselines, "settings": settings, "chosen": key}
-        popular, weight = key.removeprefix("popular ").split(", weight ")
-        chosen[k] = {"popular": int(popular), "weight": float(weight)}
+        chosen[k] = grid[key]
         echo(
             f"validation, {k} given: {key}: Recall@{n} {settings[key][f'recall@{n}']:.4f}, NDCG@{n} "
             f"{settings[key][f'ndcg@{n}']:.4f}, {worst_ratio(settings[key], baselines, n):.3f} × the better "

@@ -45,7 +45,8 @@ def newcomers_section(results: dict, n: int = config.TOP_N) -> list[str]:
         "rating; their later liked movies are what a Top-10 should find, and only the given movies are excluded. "
         f"Every k scores the same people: those with more than {max(results['given'])} liked movies. The served list "
         "adds the movies most liked by the person's gender and age group to the ranker's candidates and orders "
-        "them by the ranker's score blended with that popularity, both by settings per k chosen on the validation "
+        "them by the ranker's score blended with that popularity and retrieval's own score, by settings per k chosen "
+        "on the validation "
         "users (config.NEWCOMER_LISTS).",
         "",
         f"| k given | scorer | Recall@{n} | NDCG@{n} | HR@{n} |",
@@ -66,8 +67,9 @@ def newcomers_section(results: dict, n: int = config.TOP_N) -> list[str]:
         "",
         "### The served settings, chosen on the validation users",
         "",
-        "For each k the grid of `popular` (popular candidates added) × `weight` (popularity against the ranker) was "
-        "scored on the validation newcomers; the pair furthest above the better of most popular and EASE in both "
+        "For each k the grid of `popular` (popular candidates added) × `weight` (popularity against the ranker) × "
+        "`retrieval` (retrieval's score against the ranker) was scored on the validation newcomers; the setting "
+        "furthest above the better of most popular and EASE in both "
         f"Recall@{n} and NDCG@{n} was chosen.",
         "",
         f"| k given | most popular | EASE | chosen | its Recall@{n} / NDCG@{n} | × better baseline | served |",
@@ -84,7 +86,7 @@ def newcomers_section(results: dict, n: int = config.TOP_N) -> list[str]:
         lines.append(
             f"| {k} | {pair(found['baselines']['most_popular'])} | {pair(found['baselines']['ease'])} | "
             f"{found['chosen']} | {pair(chosen)} | {worst:.3f} | popular {served['popular']}, weight "
-            f"{served['weight']:g} |"
+            f"{served['weight']:g}, retrieval {served['retrieval']:g} |"
         )
     stale = [k for k, entry in results["chosen_on_validation"].items() if entry != results["served"].get(k)]
     if stale:

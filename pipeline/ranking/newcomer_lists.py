@@ -7,8 +7,10 @@ popular beats EASE and the ranker alone in NDCG@10 until about five movies are n
 people"). So for a person who named m movies, config.NEWCOMER_LISTS[m] (the largest key at most m) gives
   popular  how many of the movies most liked by people of their gender and age group (Popularity.prior), unseen,
            replace the lowest of retrieval's candidates (the list keeps its length and retrieval order), and
-  weight   how much that popularity counts against the ranker's score: z(logit(ranker score)) + weight ×
-           z(prior), both z-scored within the list (0: the ranker's own order).
+  weight   how much that popularity counts against the ranker's score, and
+  retrieval
+           how much retrieval's own score does: z(logit(ranker score)) + weight × z(prior) + retrieval ×
+           z(retrieval score), each z-scored within the list (both 0: the ranker's own order).
 Chosen on validation users held out of training (pipeline/evaluation/newcomers.py, `make newcomers`). Known users'
 lists never come here.
 """
@@ -56,15 +58,16 @@ class Popularity:
         return overall[None, :] + group
 
 
-def settings_for(named: np.ndarray, table: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(popular, weight) of people who named `named` liked movies: the entry of the largest key of `table`
-    (config.NEWCOMER_LISTS) at most theirs, the smallest key's for fewer."""
+def settings_for(named: np.ndarray, table: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(popular, weight, retrieval) of people who named `named` liked movies: the entry of the largest key of
+    `table` (config.NEWCOMER_LISTS) at most theirs, the smallest key's for fewer."""
     table = table if table is not None else config.NEWCOMER_LISTS
     steps = np.asarray(sorted(table), np.int64)
     at = np.maximum(np.searchsorted(steps, np.asarray(named), side="right") - 1, 0)
     popular = np.asarray([table[step]["popular"] for step in steps], np.int64)[at]
     weight = np.asarray([table[step]["weight"] for step in steps], np.float64)[at]
-    return popular, weight
+    retrieval = np.asarray([table[step]["retrieval"] for step in steps], np.float64)[at]
+    return popular, weight, retrieval
 
 
 def popular_unseen(prior: np.ndarray, liked_movies: list[np.ndarray], popular: np.ndarray) -> list[np.ndarray]:
@@ -76,15 +79,25 @@ def popular_unseen(prior: np.ndarray, liked_movies: list[np.ndarray], popular: n
     return out
 
 
-def blended(scores: np.ndarray, prior_at: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """z(logit(scores)) + weight × z(prior_at) within each list; a list of weight 0 keeps its scores."""
+def blended(
+    scores: np.ndarray,
+    prior_at: np.ndarray,
+    weight: np.ndarray,
+    retrieval_at: np.ndarray | None = None,
+    retrieval: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """z(logit(scores)) + weight × z(prior_at) + retrieval × z(retrieval_at) within each list; a list whose weight
+    and retrieval are 0 keeps its scores."""
     weight = np.broadcast_to(np.asarray(weight, np.float64), (len(scores),))
+    retrieval = np.broadcast_to(np.asarray(retrieval, np.float64), (len(scores),))
     out = scores.astype(np.float32, copy=True)
-    blend = weight != 0
+    blend = (weight != 0) | (retrieval != 0)
     if blend.any():
         probability = np.clip(scores[blend].astype(np.float64), 1e-12, 1 - 1e-12)
         logits = np.log(probability) - np.log1p(-probability)
         out[blend] = standardized(logits) + weight[blend, None] * standardized(prior_at[blend])
+        if retrieval_at is not None:
+            out[blend] += retrieval[blend, None] * standardized(retrieval_at[blend])
     return out
 
 
@@ -119,6 +132,7 @@ def top_n(
 ) -> tuple[np.ndarray, np.ndarray]:
     """New people's n best movies and their blended scores, from the liked movies they named (codes, oldest
     first), their user fields and contexts (shifted codes), through `two_stage` (scorers.TwoStage)."""
-    popular, weight = settings_for([len(np.unique(mine)) for mine in liked_movies], table)
+    popular, weight, retrieval = settings_for([len(np.unique(mine)) for mine in liked_movies], table)
     lists, prior_at = candidate_lists(two_stage, popularity, liked_movies, profiles, contexts, popular)
-    return best(lists, blended(two_stage.scorer(lists, two_stage.movies), prior_at, weight), n)
+    scores = blended(two_stage.scorer(lists, two_stage.movies), prior_at, weight, lists.scores, retrieval)
+    return best(lists, scores, n)

@@ -2,7 +2,7 @@
 # `make all` redoes nothing that is up to date. Needs GNU make 4.3 or newer (grouped targets).
 #   make all         the product: install, download, preprocess, retrieval, the rankers' candidate lists, the
 #                    reference and default models, their evaluation, the report, and user 3's recommendations
-#   make test        the test suite (generated data, no network)
+#   make test        the test suite (generated data, no network); make test-slow: the multi-process tests
 #   make study       everything else: tuned and sampled-negative models, the temporal split, the other rankers,
 #                    the newcomer curve (make newcomers)
 #   make recommend USER=3 [ARCHITECTURE=autoint|autoint_mlp|both MODE=two_stage|reference YEAR=2001 MONTH=5 N=10]
@@ -101,7 +101,7 @@ RECOMMENDER_CODE := pipeline/serving/errors.py pipeline/serving/served_data.py p
 
 .PHONY: all study newcomers install download preprocess retrieval candidates train evaluate report export export-quantized precompute \
 	recommend recommend-all check-repro \
-	repro tune test lint bench bench-litert app serve bench-serve clean clean-tuning synth bench-train bench-scale synthetic
+	repro tune test test-slow lint bench bench-litert app serve bench-serve clean clean-tuning synth bench-train bench-scale synthetic
 .DEFAULT_GOAL := all
 
 # DATA=synthetic-1M|synthetic-5M|synthetic-25M runs the product path on SYNTHETIC data instead (rules at the end).
@@ -220,9 +220,13 @@ $(REPRO_METRICS): $(REFERENCE_MODEL_FILES) $(RETRIEVAL) $(ENCODERS) artifacts/ev
 tune: $(ENCODERS)
 	$(PY) -m pipeline tune $(foreach i,$(ONLY),--only $(i))
 
-# Two pytest workers (pytest-xdist), one test file each at a time, so module fixtures are built once.
+# Two pytest workers (pytest-xdist), one test file each at a time, so module fixtures are built once. The tests
+# marked slow (each starts TensorFlow in several new processes: two-worker training, make bench's cold starts) are
+# make test-slow's; CI runs both (docs/tests.md).
 test: $(DEPS)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+test-slow: $(DEPS)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m slow
 
 # ruff (settings in pyproject.toml) and the architecture's layers (import-linter contracts in pyproject.toml).
 lint: $(DEPS)

@@ -119,6 +119,7 @@ def list_folder(processed_dir, tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_two_workers_train_the_two_stage_ranker_from_its_shards_and_the_chief_model_ranks(
     processed_dir, list_folder, tmp_path
 ):
@@ -145,6 +146,7 @@ def test_two_workers_train_the_two_stage_ranker_from_its_shards_and_the_chief_mo
     assert (np.sort(movies, axis=1)[:, 1:] != np.sort(movies, axis=1)[:, :-1]).all()  # ten different movies
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_the_run_cleanly_and_no_model_is_written(processed_dir, list_folder, tmp_path):
     # Epochs of one global batch (20 lists) and no validation pass: the first epoch ends as soon as both workers
     # have traced the step, and training is under way when worker 1 is killed.

@@ -333,6 +333,7 @@ def test_search_finds_titles_most_liked_first(rec, movies):
         rec.search_movies("  ")
 
 
+@pytest.mark.slow
 def test_bench_writes_its_figures(small_run, tmp_path):
     out = tmp_path / "bench.json"
     liked = "1,2,3"

@@ -11,7 +11,7 @@ NEWCOMER_TARGET = 1.03  # the served list's Recall@10 and NDCG@10 over the bette
 
 def newcomer_scorer_label(name: str) -> str:
     if name == "served":
-        return "served: ranker + gender, age, occupation, popular candidates, blended with popularity"
+        return "served: ranker + gender, age, occupation, popular candidates, blended with popularity and retrieval"
     if name == "group_popular":
         return "most popular in their gender and age group (the served blend's prior, alone)"
     model, _, rest = name.partition(", ")

@@ -358,6 +358,16 @@ SCORE_BUCKETS = 17
 # Rows per call of a Keras model when scoring. Measured in full evaluate runs on 2 cores: 262,144 rows
 # per call ~150k rows/s; 8,192 only ~90k (TensorFlow spreads small calls poorly over both cores).
 SCORING_BATCH_ROWS = 262_144
+# ...except for the architectures whose intermediate tensors at that size ran out of the machine's 24 GiB in
+# `make study`'s evaluate (DIN's attention over 50 history items per row, xDeepFM's CIN, BST's Transformer):
+# 16,384 rows a call for them.
+SCORING_BATCH_ROWS_OF = {"din": 16_384, "xdeepfm": 16_384, "bst": 16_384}
+
+
+def scoring_batch_rows(architecture: str) -> int:
+    return SCORING_BATCH_ROWS_OF.get(architecture, SCORING_BATCH_ROWS)
+
+
 # evaluate, precompute and recommend-all go through the users this many at a time: one chunk's candidate
 # lists, rated test rows and Top-N, and at most one users × catalogue block of baseline scores, are held at
 # once (4,096 × 18,530 movies of the 25 M SYNTHETIC set × 4 bytes = 0.30 GB in float32). Results do not

@@ -125,7 +125,8 @@ def load_runtime(name: str, split: str, models_dir: Path, runtime: str = "keras"
     """Model `name`'s scoring runtime: its Keras model, or its LiteRT file of `variant` (checked against its
     manifest first: a missing, damaged or stale file raises manifests.ArtifactError naming `make export`)."""
     if runtime == "keras":
-        return KerasRuntime(model_files.load_keras(config.model_path(name, split, models_dir)))
+        rows = config.scoring_batch_rows(config.MODELS[name].architecture)
+        return KerasRuntime(model_files.load_keras(config.model_path(name, split, models_dir)), rows)
     path = config.litert_path(name, split, models_dir, variant)
     with manifests.checked(path, export.rebuild_command(variant)):
         return LiteRuntime(path)

@@ -11,6 +11,7 @@ BASELINE_LABELS = {
     "most_popular": "most popular",
     "positive_rate": "per-movie positive rate (smoothed)",
     "ease": "EASE (retrieval alone)",
+    "als": "ALS (retrieval alone)",
 }
 
 

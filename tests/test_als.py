@@ -138,21 +138,31 @@ def test_save_and_load_round_trip_either_kind(rows, kind, tmp_path, monkeypatch)
         retriever.load(tmp_path / "other.npz")
 
 
-def test_the_kind_follows_the_setting_and_else_the_catalogue_size(rows, monkeypatch):
+def test_the_kind_follows_the_setting_and_an_explicit_kind_wins(rows, monkeypatch):
     monkeypatch.setitem(config.RETRIEVAL, "als", SETTINGS)
-    monkeypatch.setitem(config.RETRIEVAL, "kind", None)
-    monkeypatch.setitem(config.RETRIEVAL, "ease_max_movies", N_MOVIES)
-    assert retriever.kind_for(N_MOVIES) == "ease" and retriever.kind_for(N_MOVIES + 1) == "als"
-    assert isinstance(retriever.fit(rows, N_USERS, N_MOVIES), ease.Retrieval)
-    assert isinstance(retriever.fit(rows, N_USERS, N_MOVIES + 1), als.Retrieval)
-    assert retriever.settings(N_MOVIES) == {"kind": "ease", "ease_l2": config.EASE_L2}
-    assert retriever.settings(N_MOVIES + 1) == {"kind": "als", **SETTINGS}
+    monkeypatch.setitem(config.RETRIEVAL, "kind", "ease")
+    assert retriever.chosen_kind() == "ease" and isinstance(retriever.fit(rows, N_USERS, N_MOVIES), ease.Retrieval)
+    assert retriever.settings() == {"kind": "ease", "ease_l2": config.EASE_L2}
     monkeypatch.setitem(config.RETRIEVAL, "kind", "als")
-    assert retriever.kind_for(N_MOVIES) == "als" and isinstance(retriever.fit(rows, N_USERS, N_MOVIES), als.Retrieval)
+    assert retriever.chosen_kind() == "als" and isinstance(retriever.fit(rows, N_USERS, N_MOVIES), als.Retrieval)
+    assert retriever.settings() == {"kind": "als", **SETTINGS}
     assert isinstance(retriever.fit(rows, N_USERS, N_MOVIES, kind="ease"), ease.Retrieval)  # an explicit kind wins
     monkeypatch.setitem(config.RETRIEVAL, "kind", "svd")
     with pytest.raises(ValueError, match="svd"):
-        retriever.settings(N_MOVIES)
+        retriever.settings()
+
+
+@pytest.mark.parametrize("kind", ["ease", "als"])
+def test_a_liked_model_alone_scores_as_the_full_fit_s_liked_model(rows, monkeypatch, kind):
+    """fit_liked (what a retrieval-alone baseline fits) skips the every-rating model, not the liked one."""
+    monkeypatch.setitem(config.RETRIEVAL, "als", SETTINGS)
+    alone = retriever.fit_liked(rows, N_USERS, N_MOVIES, kind)
+    full = retriever.fit(rows, N_USERS, N_MOVIES, kind)
+    liked = retriever.liked_matrix(rows, N_USERS, N_MOVIES)
+    assert alone.kind == kind
+    np.testing.assert_allclose(alone.scores(liked), full.scores(liked), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="svd"):
+        retriever.fit_liked(rows, N_USERS, N_MOVIES, "svd")
 
 
 def test_the_command_fits_the_kind_the_setting_asks_for(small_processed, tmp_path, monkeypatch):

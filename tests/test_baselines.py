@@ -69,7 +69,7 @@ def test_random_baseline_is_fixed_per_pair_whatever_the_batching():
 def test_unknown_baseline_is_rejected():
     with pytest.raises(ValueError, match="unknown baseline"):
         baselines.fit_baseline("oracle", TRAIN)
-    assert baselines.BASELINES == ("random", "most_popular", "positive_rate", "ease")
+    assert baselines.BASELINES == ("random", "most_popular", "positive_rate", "ease", "als")
 
 
 def test_popularity_counts_go_through_the_metrics_without_a_logloss():
@@ -122,3 +122,28 @@ def test_ease_scorer_gives_every_pair_the_dense_score_whatever_the_chunk_of_user
     users, movies = np.tile(np.repeat(np.arange(6), 4), 2)[order], np.tile(np.arange(4), 12)[order]
     np.testing.assert_allclose(score(users, movies), dense[users, movies], rtol=1e-6)
     np.testing.assert_array_equal(score(np.array([5, 99, 5]), np.array([99, 1, 1])), [0.0, 0.0, dense[5, 1]])
+
+
+def test_the_ease_baseline_is_ease_even_when_the_retrieval_stage_is_als_and_the_als_one_uses_it():
+    """EASE is the baseline the targets name, whatever the recommender retrieves with; the ALS row is the
+    recommender's own retrieval stage alone when it is given one."""
+    from pipeline.retrieval import als, ease, retriever
+
+    settings = {"factors": 2, "regularization": 0.1, "alpha": 10.0, "iterations": 5, "seed": 0}
+    fitted = als.fit(CO_LIKED, 6, 4, settings)
+    users, movies = np.repeat(np.arange(6), 4), np.tile(np.arange(4), 6)
+    liked = retriever.liked_matrix(CO_LIKED, 6, 4)
+    ease_score = baselines.fit_baseline("ease", CO_LIKED, fitted=fitted)
+    expected = liked.toarray() @ ease.ease_weights(liked)
+    np.testing.assert_allclose(ease_score(users, movies), expected[users, movies], rtol=1e-5, atol=1e-6)
+    als_score = baselines.fit_baseline("als", CO_LIKED, fitted=fitted)
+    np.testing.assert_allclose(als_score(users, movies), fitted.scores(liked)[users, movies], rtol=1e-5, atol=1e-6)
+
+
+def test_ease_is_left_out_for_a_catalogue_too_large_to_fit_it_unless_it_is_the_retrieval(monkeypatch):
+    from pipeline import config
+
+    monkeypatch.setitem(config.RETRIEVAL, "ease_max_movies", 100)
+    assert baselines.evaluated(100, "als") == baselines.BASELINES
+    assert baselines.evaluated(101, "als") == ("random", "most_popular", "positive_rate", "als")
+    assert baselines.evaluated(101, "ease") == baselines.BASELINES

@@ -176,12 +176,13 @@ def raw(raw_dir):
 
 def check_because(rec, top: pd.DataFrame, liked_ids: list[int], titles: pd.Series) -> int:
     """Every row's because names liked movies by ID and title, at most K, each of whose removal from the liked
-    row lowers the row's retrieval score, the largest drops in order (the small run's retrieval is EASE, whose
-    terms are those drops); returns how many were named."""
+    row lowers the row's retrieval score (recomputed), in the order of the retriever's terms with none larger left
+    out (the small run's retrieval is ALS: its terms, not the drops, order them); returns how many were named."""
     fitted = rec.retrieval()
     liked = rec.movie_codes(liked_ids)
     movies = rec.movie_codes(list(top["movie_id"]))
     _, drops = leave_one_out_drops(fitted, liked, movies)
+    terms = fitted.contribution_terms(np.asarray(liked, np.int64), np.asarray(movies, np.int64))
     count = 0
     for i, because in enumerate(top["because"]):
         assert len(because) <= K
@@ -189,9 +190,10 @@ def check_because(rec, top: pd.DataFrame, liked_ids: list[int], titles: pd.Serie
         assert set(ids) <= set(liked_ids) and len(set(ids)) == len(ids)
         assert [movie["title"] for movie in because] == list(titles[ids])
         shown = [liked_ids.index(movie) for movie in ids]
-        named_drops, others = drops[shown, i], np.delete(drops[:, i], shown)
-        assert (named_drops > 0).all() and (np.diff(named_drops) <= TOLERANCE).all()
-        assert (others <= (named_drops[-1] if len(ids) == K else 0) + TOLERANCE).all()  # none larger left out
+        assert (drops[shown, i] > 0).all()
+        named_terms, others = terms[shown, i], np.delete(terms[:, i], shown)
+        assert (named_terms > 0).all() and (np.diff(named_terms) <= TOLERANCE).all()
+        assert (others <= (named_terms[-1] if len(ids) == K else 0) + TOLERANCE).all()  # none larger left out
         count += len(ids)
     return count
 

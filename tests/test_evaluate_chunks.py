@@ -57,8 +57,8 @@ def test_metrics_predictions_and_top10_are_the_same_in_one_chunk_or_many(small_r
                 for metric, value in values.items():
                     expected = value if value is None else pytest.approx(value, rel=1e-6)  # logloss of counts: None
                     assert chunked[group][name][protocol][metric] == expected, (name, protocol, metric)
-    # predictions/ of the 2 reference models and 4 baselines, top10/ of every model and baseline
-    assert set(chunked_files) == set(whole_files) and len(whole_files) == 6 + 8
+    # predictions/ of the 2 reference models and 5 baselines, top10/ of every model and baseline
+    assert set(chunked_files) == set(whole_files) and len(whole_files) == 7 + 9
     for path, frame in whole_files.items():
         pd.testing.assert_frame_equal(chunked_files[path], frame, rtol=1e-6, obj=str(path))
 
@@ -134,7 +134,7 @@ def test_evaluate_one_model_of_synthetic_data_and_report_it_as_synthetic(small_r
     results = json.loads((out / "metrics.json").read_text())
     assert results["synthetic"] is True and results["dataset"].startswith("SYNTHETIC")
     assert list(results["models"]) == ["autoint_mlp_two_stage"] and "temporal" not in results
-    assert set(results["baselines"]) == {"random", "most_popular", "positive_rate", "ease"}
+    assert set(results["baselines"]) == {"random", "most_popular", "positive_rate", "ease", "als"}
     assert "| AutoInt+MLP (two-stage) | random |" in result.stdout.split("vs most popular")[1]
 
     result = CliRunner().invoke(app, ["report", *folders])

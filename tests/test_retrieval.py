@@ -100,12 +100,13 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "EASE" in result.output
+    assert config.RETRIEVAL["kind"].upper() in result.output
     data = load_processed(processed).split("temporal")
-    expected = ease.fit(data.train, len(data.users), len(data.movies))
+    expected = retriever.fit(data.train, len(data.users), len(data.movies))
     loaded = retriever.load(tmp_path / "models" / "temporal" / "retrieval.npz")
-    np.testing.assert_array_equal(loaded.weights, expected.weights)
-    np.testing.assert_array_equal(loaded.rated_weights, expected.rated_weights)
+    assert loaded.kind == expected.kind == config.RETRIEVAL["kind"]
+    for name, array in expected.arrays().items():
+        np.testing.assert_array_equal(loaded.arrays()[name], array)
     result = CliRunner().invoke(app, ["retrieval", "--split", "weekly", "--processed-dir", str(processed)])
     assert result.exit_code == 2 and "weekly" in result.output
 

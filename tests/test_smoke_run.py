@@ -14,7 +14,7 @@ def test_small_run_writes_every_artifact(small_run):
     results = json.loads((artifacts / "metrics.json").read_text())
     assert set(results["models"]) == set(SMALL_RUN_MODELS["random"])
     assert set(results["temporal"]["models"]) == set(SMALL_RUN_MODELS["temporal"])
-    assert set(results["baselines"]) == {"random", "most_popular", "positive_rate", "ease"}
+    assert set(results["baselines"]) == {"random", "most_popular", "positive_rate", "ease", "als"}
     for name in (*config.REFERENCE_MODELS, "most_popular", "ease"):
         assert (artifacts / "predictions" / f"{name}.parquet").is_file()
     for name in (*SMALL_RUN_MODELS["random"], "ease"):

@@ -14,8 +14,9 @@ import pandas as pd
 from pipeline import config
 from pipeline.retrieval import retriever
 
-BASELINES = ("random", "most_popular", "positive_rate", "ease")
-# The retrieval stage alone: with most popular, what the report holds the two-stage rankers against.
+BASELINES = ("random", "most_popular", "positive_rate", "ease", "als")
+# EASE alone: with most popular, what the report holds the two-stage rankers against (the recommender's own
+# retrieval, ALS, is the "als" row).
 RETRIEVAL_BASELINE = "ease"
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -67,16 +68,20 @@ def score_pairs(table: pd.Series, movie_ids: np.ndarray, default: float) -> np.n
     return scores
 
 
-def ease_scorer(
-    train: pd.DataFrame, fitted: retriever.Retriever | None = None, chunk_users: int = config.SCORING_CHUNK_USERS
+def retrieval_scorer(
+    kind: str,
+    train: pd.DataFrame,
+    fitted: retriever.Retriever | None = None,
+    chunk_users: int = config.SCORING_CHUNK_USERS,
 ) -> Scorer:
-    """score(user, movie) = the retrieval stage's score from the user's liked training movies
-    (pipeline.retrieval.retriever: EASE, or ALS for a large catalogue), with `fitted` or a model fitted on
-    `train`. Users and movies are codes; a code unknown to `train` scores 0. The asked pairs' users are scored
-    `chunk_users` at a time over the whole catalogue (a row's scores do not depend on the others), so no more
-    than one chunk × catalogue block is ever held."""
+    """score(user, movie) = retrieval model `kind`'s (EASE or ALS) score from the user's liked training movies:
+    `fitted`'s when it is of that kind, else a liked model fitted on `train`. Users and movies are codes; a code
+    unknown to `train` scores 0. The asked pairs' users are scored `chunk_users` at a time over the whole
+    catalogue (a row's scores do not depend on the others), so no more than one chunk × catalogue block is
+    ever held."""
     n_users, n_movies = int(train["user_id"].max()) + 1, int(train["movie_id"].max()) + 1
-    fitted = fitted or retriever.fit(train, n_users, n_movies)
+    if fitted is None or fitted.kind != kind:
+        fitted = retriever.fit_liked(train, n_users, n_movies, kind)
     n_movies = fitted.n_movies
     liked = retriever.liked_matrix(train, n_users, n_movies)
 
@@ -94,6 +99,13 @@ def ease_scorer(
     return score
 
 
+def evaluated(n_movies: int, retrieval_kind: str) -> tuple[str, ...]:
+    """BASELINES less EASE for a catalogue too large to fit it (config.RETRIEVAL["ease_max_movies"]) unless the
+    retrieval stage, whose fit it then reuses, is EASE."""
+    too_large = n_movies > config.RETRIEVAL["ease_max_movies"] and retrieval_kind != "ease"
+    return tuple(name for name in BASELINES if not (name == "ease" and too_large))
+
+
 def fit_baseline(
     name: str,
     train: pd.DataFrame,
@@ -107,8 +119,8 @@ def fit_baseline(
         so it does not depend on how the pairs are batched.
     most_popular: popularity(train), 0 for movies without training ratings.
     positive_rate: positive_rate(train), the global rate for movies without training ratings.
-    ease: ease_scorer(train, fitted, chunk_users), the retrieval stage alone: a strong collaborative-filtering
-        reference.
+    ease, als: retrieval_scorer(name, train, fitted, chunk_users), a retrieval model alone (`fitted`, the
+        recommender's retrieval stage, when it is of that kind): strong collaborative-filtering references.
     """
     if name == "random":
         return lambda user_ids, movie_ids: pair_random_scores(user_ids, movie_ids, seed)
@@ -118,6 +130,6 @@ def fit_baseline(
     if name == "positive_rate":
         rates, fallback = positive_rate(train), global_rate(train)
         return lambda user_ids, movie_ids: score_pairs(rates, movie_ids, fallback)
-    if name == "ease":
-        return ease_scorer(train, fitted, chunk_users)
+    if name in ("ease", "als"):
+        return retrieval_scorer(name, train, fitted, chunk_users)
     raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")

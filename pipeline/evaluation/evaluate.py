@@ -188,7 +188,7 @@ def evaluate_split(
             evaluated[name] = evaluate_scorer(scorer, data, users, full_catalog=full_catalog, chunk_users=chunk_users)
         results["models"][name] = evaluated[name][0]
         keep(name, *evaluated.pop(name)[1:])
-    for name in baselines.BASELINES:
+    for name in baselines.evaluated(fitted.n_movies, fitted.kind):
         echo(f"evaluating baseline {name} ({split} split)")
         score_fn = baseline_score_fn(name, data.train, fitted, chunk_users)
         result, predictions, top = evaluate_scorer(score_fn, data, users, chunk_users=chunk_users)

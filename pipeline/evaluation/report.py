@@ -20,9 +20,8 @@ import typer
 from pipeline import config, manifests
 from pipeline.data import synth
 from pipeline.evaluation import metrics_files, plots, report_sections
-from pipeline.evaluation.baselines import RETRIEVAL_BASELINE
 from pipeline.evaluation.metrics import PROTOCOLS
-from pipeline.evaluation.tables import cell, comparison_table, metrics_table, splits_of
+from pipeline.evaluation.tables import cell, comparison_table, metrics_table, retrieval_baseline, splits_of
 from pipeline.files import record_timing, write_text
 from pipeline.labels import label
 from pipeline.ranking.model_files import load_training_log
@@ -88,8 +87,9 @@ def targets(results: dict) -> list[str]:
     goals = config.GOALS
     lines = []
     for split, part in splits_of(results):
-        alone = part["baselines"].get(RETRIEVAL_BASELINE, {}).get("full_catalog")
-        kind = part.get("data", {}).get("retrieval", "ease").upper()  # evaluations before ALS name none
+        against = retrieval_baseline(part)
+        alone = part["baselines"].get(against, {}).get("full_catalog")
+        kind = against.upper()
         for name in config.TWO_STAGE_MODELS:
             ours = part["models"].get(name, {}).get("full_catalog")
             if not ours or not alone:
@@ -137,7 +137,7 @@ def describe(cfg: dict) -> str:
     if cfg["candidates"]:
         folds = "by time" if cfg["fold_scheme"] == "time" else "random"
         parts.append(
-            f"ranks EASE's top {cfg['candidates']} ({cfg['folds']} out-of-fold retrieval models, folds {folds}, "
+            f"ranks retrieval's top {cfg['candidates']} ({cfg['folds']} out-of-fold retrieval models, folds {folds}, "
             f"{cfg['loss']} loss, {cfg['anonymous_share']:.0%} of lists anonymous, "
             f"{cfg['anonymous_share'] * cfg['newcomer_share']:.0%} as newcomers)"
         )
@@ -246,8 +246,9 @@ PROTOCOL_TEXT = """\
 - The **two-stage** models order the retrieval stage's candidates, so they only have full-catalogue numbers:
   a rated test row outside a user's candidates has no score of theirs.
 - **baselines**: *random*; *most popular* (count of liked training ratings); *per-movie positive rate* (liked
-  share, smoothed toward the global rate); *EASE*, the retrieval stage alone (Steck 2019: a closed-form
-  item-item regression over each user's liked movies)."""
+  share, smoothed toward the global rate); *EASE* alone (Steck 2019: a closed-form item-item regression over
+  each user's liked movies), the baseline the two-stage targets name; *ALS* alone, the recommender's own
+  retrieval stage (implicit-feedback matrix factorisation over the liked movies)."""
 
 
 def trained_histories(models_dir: Path) -> dict[tuple[str, str], dict]:
@@ -298,7 +299,7 @@ def build_report(artifacts: Path, models_dir: Path | None = None, processed_dir:
         f"scikit-learn `train_test_split`, seed 42); label = rating ≥ {config.LIKE_THRESHOLD}. Every number "
         "below can be recomputed from `predictions/` and `top10/`.",
         "",
-        "Models (`pipeline/config.py`): **two-stage** = the default recommender: EASE retrieval proposes each "
+        "Models (`pipeline/config.py`): **two-stage** = the default recommender: ALS retrieval proposes each "
         "user's candidates, AutoInt ranks them with the user's liked history; **reference** = the original "
         "project's settings; in the study also **tuned** (the reference task with the liked history, tuned "
         "on validation) and **sampled negatives** (the previous default: trained with sampled unrated "

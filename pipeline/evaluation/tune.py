@@ -148,7 +148,7 @@ def summary_line(record: dict) -> str:
 def baseline_records(tuning: Processed) -> list[dict]:
     users = evaluate.test_users(tuning)
     records = []
-    for name in ("most_popular", "positive_rate", "ease"):
+    for name in ("most_popular", "positive_rate", "ease", "als"):
         result, _, _ = evaluate.evaluate_scorer(evaluate.baseline_score_fn(name, tuning.train), tuning, users)
         records.append(
             {

@@ -1,5 +1,5 @@
 """ALS (Hu, Koren & Volinsky 2008, via the `implicit` library): a liked list in → every movie's score out,
-from movie factors, for catalogues too large for EASE's movie × movie matrices.
+from movie factors: the recommender's retrieval stage (config.RETRIEVAL["kind"]), for any catalogue size.
 
 ALS factorises the users × movies matrix X (1 where liked) into user factors U and movie factors V,
 weighting each liked cell by `alpha` and every other cell by 1: min Σ c_um (x_um - u·v)² + λ(|U|² + |V|²).

@@ -7,7 +7,8 @@ model). From those two, this base class gives the same scores only at chosen mov
 A subclass also splits one person's liked-model score of a movie into one term per liked movie
 (`contribution_terms`); `contributions` names the liked movies with the largest terms ("because you liked").
 Rows go in chunks of at most config.RETRIEVAL["scoring_cells"] people × movies scores, so that 150k people
-× 18.5k movies never sit in memory at once; each row's scores do not depend on the chunk it is in.
+× 18.5k movies never sit in memory at once; each row's scores do not depend on the chunk it is in (ALS's to
+the last bits of float32: its factors × movies product takes a BLAS kernel by the chunk's size).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Two kinds implement it (pipeline.retrieval.base.Retriever): EASE (ease.py), movie × movie weights fitted in
 closed form, the better of the two on ML-1M; and ALS (als.py, the `implicit` library), movie factors whose
-memory does not grow with the catalogue squared. config.RETRIEVAL["kind"] picks one; unset (None), EASE
-serves catalogues of up to config.RETRIEVAL["ease_max_movies"] movies and ALS larger ones.
+memory does not grow with the catalogue squared. config.RETRIEVAL["kind"] picks the one the recommender uses
+(ALS: its lists gave the rankers more on ML-1M's validation carves); both are also baselines on their own
+(`fit_liked`).
 
 Outputs: artifacts/models/[<split>/]retrieval.npz (`python -m pipeline retrieval`): the kind and its arrays,
 read back by `load` as the right kind.
@@ -25,25 +26,34 @@ from pipeline.files import atomic_path, record_timing
 from pipeline.retrieval import als, ease
 from pipeline.retrieval.base import Retriever, interaction_matrix, liked_matrix
 
-__all__ = ["Retriever", "fit", "interaction_matrix", "kind_for", "liked_matrix", "load", "path", "save", "settings"]
+__all__ = [
+    "Retriever",
+    "fit",
+    "fit_liked",
+    "interaction_matrix",
+    "chosen_kind",
+    "liked_matrix",
+    "load",
+    "path",
+    "save",
+    "settings",
+]
 
 KINDS = {"ease": ease.Retrieval, "als": als.Retrieval}
 
 
-def kind_for(n_movies: int) -> str:
-    """The kind config.RETRIEVAL asks for a catalogue of n_movies movies."""
+def chosen_kind() -> str:
+    """The kind config.RETRIEVAL asks for."""
     kind = config.RETRIEVAL["kind"]
-    if kind is None:
-        return "ease" if n_movies <= config.RETRIEVAL["ease_max_movies"] else "als"
     if kind not in KINDS:
         raise ValueError(f"unknown retrieval kind {kind!r} in config.RETRIEVAL; expected one of {', '.join(KINDS)}")
     return kind
 
 
-def settings(n_movies: int) -> dict:
-    """What decides the retrieval model fitted for a catalogue of n_movies movies: its kind and its parameters
+def settings() -> dict:
+    """What decides the retrieval model fitted: its kind and its parameters
     (lists and files made from a retrieval model are stale when this changes)."""
-    kind = kind_for(n_movies)
+    kind = chosen_kind()
     if kind == "ease":
         return {"kind": kind, "ease_l2": config.EASE_L2}
     return {"kind": kind, **config.RETRIEVAL["als"]}
@@ -51,12 +61,26 @@ def settings(n_movies: int) -> dict:
 
 def fit(train: pd.DataFrame, n_users: int, n_movies: int, kind: str | None = None) -> Retriever:
     """Both models of the retrieval stage (liked, every rating) fitted on `train` (columns user_id, movie_id
-    as codes below n_users / n_movies, label 1 liked / 0 not), of `kind` (None: kind_for(n_movies))."""
-    kind = kind or kind_for(n_movies)
+    as codes below n_users / n_movies, label 1 liked / 0 not), of `kind` (None: chosen_kind())."""
+    kind = kind or chosen_kind()
     if kind == "ease":
         return ease.fit(train, n_users, n_movies)
     if kind == "als":
         return als.fit(train, n_users, n_movies)
+    raise ValueError(f"unknown retrieval kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def fit_liked(train: pd.DataFrame, n_users: int, n_movies: int, kind: str) -> Retriever:
+    """The liked model alone of `kind` fitted on `train`, standing in for both models (a retrieval-alone
+    baseline reads the liked model only, so the every-rating fit is skipped: half the time)."""
+    liked = liked_matrix(train, n_users, n_movies)
+    if kind == "ease":
+        weights = ease.ease_weights(liked)
+        return ease.Retrieval(weights, weights)
+    if kind == "als":
+        settings = config.RETRIEVAL["als"]
+        factors = als.item_factors(liked, settings)
+        return als.Retrieval(factors, factors, settings["regularization"], settings["alpha"])
     raise ValueError(f"unknown retrieval kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
@@ -130,7 +154,7 @@ def retrieval_command(
     started = time.perf_counter()
     try:
         train, n_users, n_movies = training_rows(processed_dir, split)
-        chosen = settings(n_movies)
+        chosen = settings()
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

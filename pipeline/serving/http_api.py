@@ -62,12 +62,14 @@ async def lifespan(app: FastAPI):
     service = Service(rec, anyio.CapacityLimiter(options.threads), data, 0.0, threading.Event(), problem)
     service.startup_seconds = round(time.perf_counter() - started, 2)
     app.state.service = service
+    warming = None
     if rec is None:
         service.warm.set()  # nothing to warm
     else:
-        threading.Thread(
+        warming = threading.Thread(
             target=warm_in_background, args=(rec, options.preload, service.warm), name="warm-up", daemon=True
-        ).start()
+        )
+        warming.start()
     log.info(
         json_line(
             event="ready" if problem is None else "degraded",
@@ -79,6 +81,11 @@ async def lifespan(app: FastAPI):
         )
     )
     yield
+    if warming is not None:
+        # A worker that stops while warming waits for it: ALS's fold-in (implicit's OpenMP loop) takes the GIL
+        # inside its parallel region, and a thread still in there when the interpreter finalizes aborts the
+        # process ("terminate called without an active exception") instead of letting it exit.
+        await anyio.to_thread.run_sync(warming.join)
     app.state.metrics.close()
 
 
@@ -101,7 +108,7 @@ def create_app(
         title="MovieLens-1M AutoInt recommender",
         version="1",
         lifespan=lifespan,
-        description="Top-N movies from DeepCTR's AutoInt (two-stage: EASE retrieval, AutoInt ranking). "
+        description="Top-N movies from DeepCTR's AutoInt (two-stage: ALS retrieval, AutoInt ranking). "
         "Users and movies are MovieLens IDs. Errors are JSON {error, message}: 404 unknown "
         "user or movie, 422 other bad input, 413 a body over "
         f"{config_serving.SERVE['max_body_bytes']} bytes, 503 a model, table or data file the request needs is "

@@ -138,18 +138,21 @@ def test_save_and_load_round_trip_either_kind(rows, kind, tmp_path, monkeypatch)
         retriever.load(tmp_path / "other.npz")
 
 
-def test_the_kind_follows_the_setting_and_an_explicit_kind_wins(rows, monkeypatch):
+def test_the_kind_follows_the_setting_and_else_the_catalogue_size(rows, monkeypatch):
     monkeypatch.setitem(config.RETRIEVAL, "als", SETTINGS)
-    monkeypatch.setitem(config.RETRIEVAL, "kind", "ease")
-    assert retriever.chosen_kind() == "ease" and isinstance(retriever.fit(rows, N_USERS, N_MOVIES), ease.Retrieval)
-    assert retriever.settings() == {"kind": "ease", "ease_l2": config.EASE_L2}
+    monkeypatch.setitem(config.RETRIEVAL, "kind", None)
+    monkeypatch.setitem(config.RETRIEVAL, "ease_max_movies", N_MOVIES)
+    assert retriever.kind_for(N_MOVIES) == "ease" and retriever.kind_for(N_MOVIES + 1) == "als"
+    assert isinstance(retriever.fit(rows, N_USERS, N_MOVIES), ease.Retrieval)
+    assert isinstance(retriever.fit(rows, N_USERS, N_MOVIES + 1), als.Retrieval)
+    assert retriever.settings(N_MOVIES) == {"kind": "ease", "ease_l2": config.EASE_L2}
+    assert retriever.settings(N_MOVIES + 1) == {"kind": "als", **SETTINGS}
     monkeypatch.setitem(config.RETRIEVAL, "kind", "als")
-    assert retriever.chosen_kind() == "als" and isinstance(retriever.fit(rows, N_USERS, N_MOVIES), als.Retrieval)
-    assert retriever.settings() == {"kind": "als", **SETTINGS}
+    assert retriever.kind_for(N_MOVIES) == "als" and isinstance(retriever.fit(rows, N_USERS, N_MOVIES), als.Retrieval)
     assert isinstance(retriever.fit(rows, N_USERS, N_MOVIES, kind="ease"), ease.Retrieval)  # an explicit kind wins
     monkeypatch.setitem(config.RETRIEVAL, "kind", "svd")
     with pytest.raises(ValueError, match="svd"):
-        retriever.settings()
+        retriever.settings(N_MOVIES)
 
 
 @pytest.mark.parametrize("kind", ["ease", "als"])

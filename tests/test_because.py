@@ -177,7 +177,7 @@ def raw(raw_dir):
 def check_because(rec, top: pd.DataFrame, liked_ids: list[int], titles: pd.Series) -> int:
     """Every row's because names liked movies by ID and title, at most K, each of whose removal from the liked
     row lowers the row's retrieval score (recomputed), in the order of the retriever's terms with none larger left
-    out (the small run's retrieval is ALS: its terms, not the drops, order them); returns how many were named."""
+    out (EASE's terms are its drops; ALS's order them, not the drops); returns how many were named."""
     fitted = rec.retrieval()
     liked = rec.movie_codes(liked_ids)
     movies = rec.movie_codes(list(top["movie_id"]))

@@ -114,7 +114,9 @@ def list_folder(processed_dir, tmp_path_factory):
     data = load_processed(processed_dir)
     cfg = dataclasses.replace(config.model_settings(TWO_STAGE), candidates=30)
     folds = ranker.fold_lists(data.train, data.users, len(data.movies), cfg, chunk_users=16)
-    return list_shards.write(tmp_path_factory.mktemp("lists") / "candidate_lists", folds, ranker.list_settings(cfg))
+    return list_shards.write(
+        tmp_path_factory.mktemp("lists") / "candidate_lists", folds, ranker.list_settings(cfg, len(data.movies))
+    )
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import config
 from pipeline.cli import app
 from pipeline.data import preprocess, raw_files
 from pipeline.ranking import list_shards
@@ -36,13 +35,10 @@ def assert_same_lists(got, expected):
             assert getattr(got, field.name).dtype == want.dtype, field.name
 
 
-def test_lists_written_in_chunks_of_users_equal_the_lists_made_at_once(data, cfg, tmp_path, monkeypatch):
-    # EASE: its scores of a row are the same bits whatever the chunk. ALS folds in the same factors, but its
-    # factors × movies product differs in the last bits between chunk sizes (BLAS kernels): not equal to the bit.
-    monkeypatch.setitem(config.RETRIEVAL, "kind", "ease")
+def test_lists_written_in_chunks_of_users_equal_the_lists_made_at_once(data, cfg, tmp_path):
     at_once = ranker.training_lists(data.train, data.users, len(data.movies), cfg)
     folds = ranker.fold_lists(data.train, data.users, len(data.movies), cfg, chunk_users=7)
-    settings = ranker.list_settings(cfg)
+    settings = ranker.list_settings(cfg, len(data.movies))
     folder = list_shards.write(tmp_path / "candidate_lists", folds, settings)
     groups = list_shards.groups(folder)
     # One shard per fold, several row groups each, every group of at most 7 users in increasing user order.
@@ -63,7 +59,7 @@ def test_sharded_lists_keep_the_out_of_fold_guarantees(data, cfg, tmp_path):
     folder = list_shards.write(
         tmp_path / "lists",
         ranker.fold_lists(data.train, data.users, len(data.movies), cfg, chunk_users=11),
-        ranker.list_settings(cfg),
+        ranker.list_settings(cfg, len(data.movies)),
     )
     fold = ranker.folds_of(data.train, cfg.folds, cfg.seed)
     test_pairs = set(zip(data.test["user_id"], data.test["movie_id"]))
@@ -96,7 +92,7 @@ def test_the_candidates_command_writes_the_shards_and_the_index_last(small_proce
 
 
 def test_an_interrupted_write_leaves_the_old_lists_and_no_half_folder(data, cfg, tmp_path):
-    settings = ranker.list_settings(cfg)
+    settings = ranker.list_settings(cfg, len(data.movies))
     folder = list_shards.write(
         tmp_path / "lists", ranker.fold_lists(data.train, data.users, len(data.movies), cfg), settings
     )

@@ -30,7 +30,9 @@ def cfg():
 @pytest.fixture(scope="module")
 def folder(data, cfg, tmp_path_factory):
     folds = ranker.fold_lists(data.train, data.users, len(data.movies), cfg, chunk_users=9)
-    return list_shards.write(tmp_path_factory.mktemp("lists") / "lists", folds, ranker.list_settings(cfg))
+    return list_shards.write(
+        tmp_path_factory.mktemp("lists") / "lists", folds, ranker.list_settings(cfg, len(data.movies))
+    )
 
 
 def keys(lists) -> list[tuple]:

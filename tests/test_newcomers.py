@@ -142,7 +142,6 @@ def test_newcomer_curve_trains_once_without_the_held_out_users_and_scores_every_
     scorer_names = {
         "most_popular",
         "ease",
-        "als",  # the retrieval stage alone; EASE stays the baseline
         "group_popular",
         "autoint_mlp_two_stage, liked movies only",
         "autoint_mlp_two_stage, + gender, age, occupation",

@@ -100,13 +100,12 @@ def test_command_fits_the_splits_training_rows(small_run, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert config.RETRIEVAL["kind"].upper() in result.output
+    assert "EASE" in result.output
     data = load_processed(processed).split("temporal")
-    expected = retriever.fit(data.train, len(data.users), len(data.movies))
+    expected = ease.fit(data.train, len(data.users), len(data.movies))
     loaded = retriever.load(tmp_path / "models" / "temporal" / "retrieval.npz")
-    assert loaded.kind == expected.kind == config.RETRIEVAL["kind"]
-    for name, array in expected.arrays().items():
-        np.testing.assert_array_equal(loaded.arrays()[name], array)
+    np.testing.assert_array_equal(loaded.weights, expected.weights)
+    np.testing.assert_array_equal(loaded.rated_weights, expected.rated_weights)
     result = CliRunner().invoke(app, ["retrieval", "--split", "weekly", "--processed-dir", str(processed)])
     assert result.exit_code == 2 and "weekly" in result.output
 

@@ -7,10 +7,10 @@ would name them, in the context of the last of those ratings, for each k of conf
 later liked movies are what a Top-10 should find, and only the k given movies are excluded. Only users with more
 liked movies than the largest k take part, so every point of the curve is the same people.
 
-Scorers at each k: most popular (liked training ratings) and EASE from the k movies (the baselines), the retrieval
-stage alone (ALS) from the k movies, the two-stage ranker from the k movies without and with gender, age and
-occupation, and the recommender as it serves a new person (the ranker's order blended with popularity and
-retrieval's score by config.NEWCOMER_LISTS, with demographics).
+Scorers at each k: most popular (liked training ratings), EASE from the k movies (the retrieval stage alone), the
+two-stage ranker from the k movies without and with gender, age and occupation, and the recommender as it serves a
+new person (the ranker's order blended with popularity and retrieval's score by config.NEWCOMER_LISTS, with
+demographics).
 
 Outputs: artifacts/models/newcomers/ (the retrieval model and the ranker trained without the held-out users, so a
 rerun of the curve does not retrain) and artifacts/study/newcomers.json, which the report draws.
@@ -120,17 +120,12 @@ def setting_key(popular: int, weight: float, retrieval: float) -> str:
     return f"popular {popular}, weight {weight:g}, retrieval {retrieval:g}"
 
 
-def retrieval_top(retrieval: retriever.Retriever, newcomers: Newcomers, n: int) -> np.ndarray:
-    """A retrieval model's n best movies of each newcomer from the given movies alone."""
+def baseline_tops(retrieval, popularity: newcomer_lists.Popularity, newcomers: Newcomers, n: int) -> dict:
+    """Most popular's and EASE's (from the given movies) n best movies of each newcomer."""
     rows = candidates.people_matrix(newcomers.given, retrieval.n_movies)
-    return retrieval.top_k(rows, rows, n)[0]
-
-
-def baseline_tops(ease_model, popularity: newcomer_lists.Popularity, newcomers: Newcomers, n: int) -> dict:
-    """The baselines' n best movies of each newcomer: most popular's and EASE's (from the given movies)."""
     return {
         "most_popular": popular_top(popularity.likes[0, 0], newcomers.given, n),
-        "ease": retrieval_top(ease_model, newcomers, n),
+        "ease": retrieval.top_k(rows, rows, n)[0],
     }
 
 
@@ -144,7 +139,6 @@ def worst_ratio(figures: dict, baselines: dict, n: int) -> float:
 
 def choose_lists(
     two_stage: scorers.TwoStage,
-    ease_model: retriever.Retriever,
     data: Processed,
     liked: pd.DataFrame,
     popularity: newcomer_lists.Popularity,
@@ -160,7 +154,7 @@ def choose_lists(
     for k in given:
         newcomers = given_first(liked, k, most)
         profile = profiles(data, newcomers.users, demographics=True)
-        baselines = score_all(baseline_tops(ease_model, popularity, newcomers, n), newcomers, n)
+        baselines = score_all(baseline_tops(two_stage.retrieval, popularity, newcomers, n), newcomers, n)
         tops, grid = {}, {}
         for popular in config.NEWCOMERS["popular"]:
             counts = np.full(len(newcomers.users), popular)
@@ -188,7 +182,6 @@ def choose_lists(
 
 def curve(
     two_stage: scorers.TwoStage,
-    ease_model: retriever.Retriever,
     data: Processed,
     liked: pd.DataFrame,
     popularity: newcomer_lists.Popularity,
@@ -202,8 +195,7 @@ def curve(
     for k in given:
         newcomers = given_first(liked, k, most)
         with_demographics = profiles(data, newcomers.users, demographics=True)
-        tops = baseline_tops(ease_model, popularity, newcomers, n) | {
-            two_stage.retrieval.kind: retrieval_top(two_stage.retrieval, newcomers, n),
+        tops = baseline_tops(two_stage.retrieval, popularity, newcomers, n) | {
             "group_popular": np.stack(
                 newcomer_lists.popular_unseen(
                     popularity.prior(with_demographics), newcomers.given, np.full(len(newcomers.users), n)
@@ -230,7 +222,7 @@ def trained_with(data: Processed, train: pd.DataFrame) -> dict:
     """What decides the newcomers' models: the ranker's and retrieval's settings and the rows they are fitted on."""
     return {
         "ranker": dataclasses.asdict(config.MODELS[config.model_name(config.DEFAULT_ARCHITECTURE)]),
-        "retrieval": retriever.settings(),
+        "retrieval": retriever.settings(len(data.movies)),
         "held_out": {name: config.NEWCOMERS[name] for name in ("test_share", "validation_share", "seed")},
         "training_rows": len(train),
         "users": len(data.users),
@@ -280,12 +272,8 @@ def evaluate_newcomers(data: Processed, models_dir: Path, n: int = config.TOP_N,
     test_users, validation_users = held_out_users(len(data.users))
     train = training_rows(data, np.concatenate([test_users, validation_users]))
     two_stage = trained_models(data, train, models_dir, echo)
-    # The baseline to beat is EASE whatever the recommender retrieves with (a liked model on the same rows).
-    ease_model = retriever.fit_liked(train, len(data.users), len(data.movies), "ease")
     popularity = newcomer_lists.Popularity.of(train[train["label"] == 1], data.users, len(data.movies))
-    chosen, validation = choose_lists(
-        two_stage, ease_model, data, liked_in_order(data, validation_users), popularity, n, echo
-    )
+    chosen, validation = choose_lists(two_stage, data, liked_in_order(data, validation_users), popularity, n, echo)
     served = {int(k): dict(entry) for k, entry in config.NEWCOMER_LISTS.items()}
     return {
         "given": list(config.NEWCOMERS["given"]),
@@ -296,7 +284,7 @@ def evaluate_newcomers(data: Processed, models_dir: Path, n: int = config.TOP_N,
         "chosen_on_validation": {str(k): entry for k, entry in chosen.items()},
         "served": {str(k): entry for k, entry in served.items()},
         "validation": validation,
-        "test": curve(two_stage, ease_model, data, liked_in_order(data, test_users), popularity, served, n),
+        "test": curve(two_stage, data, liked_in_order(data, test_users), popularity, served, n),
     }
 
 

@@ -247,8 +247,8 @@ PROTOCOL_TEXT = """\
   a rated test row outside a user's candidates has no score of theirs.
 - **baselines**: *random*; *most popular* (count of liked training ratings); *per-movie positive rate* (liked
   share, smoothed toward the global rate); *EASE* alone (Steck 2019: a closed-form item-item regression over
-  each user's liked movies), the baseline the two-stage targets name; *ALS* alone, the recommender's own
-  retrieval stage (implicit-feedback matrix factorisation over the liked movies)."""
+  each user's liked movies), the retrieval stage alone and the baseline the two-stage targets name; *ALS* alone
+  (implicit-feedback matrix factorisation over the liked movies: the retrieval stage above 12,000 movies)."""
 
 
 def trained_histories(models_dir: Path) -> dict[tuple[str, str], dict]:
@@ -299,7 +299,7 @@ def build_report(artifacts: Path, models_dir: Path | None = None, processed_dir:
         f"scikit-learn `train_test_split`, seed 42); label = rating ≥ {config.LIKE_THRESHOLD}. Every number "
         "below can be recomputed from `predictions/` and `top10/`.",
         "",
-        "Models (`pipeline/config.py`): **two-stage** = the default recommender: ALS retrieval proposes each "
+        "Models (`pipeline/config.py`): **two-stage** = the default recommender: EASE retrieval proposes each "
         "user's candidates, AutoInt ranks them with the user's liked history; **reference** = the original "
         "project's settings; in the study also **tuned** (the reference task with the liked history, tuned "
         "on validation) and **sampled negatives** (the previous default: trained with sampled unrated "

@@ -7,12 +7,12 @@ Per candidate row:
   history                the user's latest liked movies (a VarLenSparseFeat sharing movie_id's embedding,
                          mean-pooled; 0 pads), never a movie of the row's own list
   retrieval_rank         the candidate's rank in the list, bucketed (config.RANK_EDGES)
-  retrieval_score        its retrieval score (ALS, or EASE if config.RETRIEVAL asks) from the user's liked
-                         movies, z-scored within the list, so that lists from retrieval models fitted on
-                         less data (training) and on all of it (serving) are comparable
-  disliked_score         the same model's score from the movies the user rated but did not like
+  retrieval_score        its EASE score from the user's liked movies, z-scored within the list, so that
+                         lists from retrieval models fitted on less data (training) and on all of it
+                         (serving) are comparable
+  disliked_score         the same EASE model's score from the movies the user rated but did not like
                          (z-scored likewise; 0 for a new person, who names liked movies only)
-  rated_score            the score of the retrieval model fitted on every rating (which movies are watched
+  rated_score            the score of the EASE model fitted on every rating (which movies are watched
                          together) from every movie the user rated (z-scored likewise)
   The last two are what retrieval, which reads liked movies only, cannot see.
 

@@ -1,10 +1,9 @@
 """The candidate stage of the two-stage recommender: a liked list in → K candidates and their scores out.
 
-retriever: the interface every caller uses (fit, fit_liked, save / load, the chosen kind, `python -m pipeline
+retriever: the interface every caller uses (fit, fit_liked, save / load, the kind rule, `python -m pipeline
 retrieval`);
 base: what every kind shares (the users × movies matrices, scores at chosen movies, top-k unseen);
-ease: EASE (Steck 2019), movie × movie weights, the baseline to beat; als: ALS via `implicit`, movie factors,
-what the recommender retrieves with.
+ease: EASE (Steck 2019), movie × movie weights; als: ALS via `implicit`, movie factors, for large catalogues.
 Each kind fits a liked model and an every-rating model; the ranker reads both models' scores.
 
 May import: pipeline.data and the bottom layer (config, files). Ranking, training and everything above

@@ -1,5 +1,5 @@
 """ALS (Hu, Koren & Volinsky 2008, via the `implicit` library): a liked list in → every movie's score out,
-from movie factors: the recommender's retrieval stage (config.RETRIEVAL["kind"]), for any catalogue size.
+from movie factors, for catalogues too large for EASE's movie × movie matrices.
 
 ALS factorises the users × movies matrix X (1 where liked) into user factors U and movie factors V,
 weighting each liked cell by `alpha` and every other cell by 1: min Σ c_um (x_um - u·v)² + λ(|U|² + |V|²).
@@ -39,8 +39,8 @@ from pipeline.retrieval.base import Retriever, interaction_matrix, liked_matrix,
 
 # implicit's OpenMP threads sleep as soon as a loop ends instead of spinning for the next one (libgomp reads this
 # when implicit first loads it, below): a spinning thread takes a core from every other process and thread, and a
-# person's fold-in is one short loop per request. `make test` took 188 s with spinning threads, 125 s without
-# (the same tests on EASE: 119 s); a user's value wins.
+# person's fold-in is one short loop per request. With every test's retrieval on ALS, `make test` took 188 s with
+# spinning threads and 125 s without (119 s on EASE); a value the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

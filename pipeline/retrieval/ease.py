@@ -14,9 +14,8 @@ models' scores of each candidate; retrieval itself ranks by the liked model alon
 Each B is catalogue × catalogue: 55 MB in float32 for ML-1M's 3,706 movies, and each fit inverts a
 matrix of that size (a few seconds here). At its peak a fit holds the float64 Gram matrix, np.linalg.inv's
 working copies and result, and the first model's weights: ~39 bytes per catalogue² (measured), so memory
-grows with the catalogue squared and time with its cube; config.RETRIEVAL["ease_max_movies"] says up to
-which catalogue EASE is fitted at all (it is the baseline to beat; the recommender retrieves with ALS, als.py),
-and docs/scale.md what was measured.
+grows with the catalogue squared and time with its cube; config.RETRIEVAL["ease_max_movies"] says where
+ALS (als.py) takes over, and docs/scale.md what was measured.
 """
 
 from __future__ import annotations

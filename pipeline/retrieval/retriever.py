@@ -2,9 +2,8 @@
 
 Two kinds implement it (pipeline.retrieval.base.Retriever): EASE (ease.py), movie × movie weights fitted in
 closed form, the better of the two on ML-1M; and ALS (als.py, the `implicit` library), movie factors whose
-memory does not grow with the catalogue squared. config.RETRIEVAL["kind"] picks the one the recommender uses
-(ALS: its lists gave the rankers more on ML-1M's validation carves); both are also baselines on their own
-(`fit_liked`).
+memory does not grow with the catalogue squared. config.RETRIEVAL["kind"] picks one; unset (None), EASE
+serves catalogues of up to config.RETRIEVAL["ease_max_movies"] movies and ALS larger ones.
 
 Outputs: artifacts/models/[<split>/]retrieval.npz (`python -m pipeline retrieval`): the kind and its arrays,
 read back by `load` as the right kind.
@@ -31,7 +30,7 @@ __all__ = [
     "fit",
     "fit_liked",
     "interaction_matrix",
-    "chosen_kind",
+    "kind_for",
     "liked_matrix",
     "load",
     "path",
@@ -42,18 +41,20 @@ __all__ = [
 KINDS = {"ease": ease.Retrieval, "als": als.Retrieval}
 
 
-def chosen_kind() -> str:
-    """The kind config.RETRIEVAL asks for."""
+def kind_for(n_movies: int) -> str:
+    """The kind config.RETRIEVAL asks for a catalogue of n_movies movies."""
     kind = config.RETRIEVAL["kind"]
+    if kind is None:
+        return "ease" if n_movies <= config.RETRIEVAL["ease_max_movies"] else "als"
     if kind not in KINDS:
         raise ValueError(f"unknown retrieval kind {kind!r} in config.RETRIEVAL; expected one of {', '.join(KINDS)}")
     return kind
 
 
-def settings() -> dict:
-    """What decides the retrieval model fitted: its kind and its parameters
+def settings(n_movies: int) -> dict:
+    """What decides the retrieval model fitted for a catalogue of n_movies movies: its kind and its parameters
     (lists and files made from a retrieval model are stale when this changes)."""
-    kind = chosen_kind()
+    kind = kind_for(n_movies)
     if kind == "ease":
         return {"kind": kind, "ease_l2": config.EASE_L2}
     return {"kind": kind, **config.RETRIEVAL["als"]}
@@ -61,8 +62,8 @@ def settings() -> dict:
 
 def fit(train: pd.DataFrame, n_users: int, n_movies: int, kind: str | None = None) -> Retriever:
     """Both models of the retrieval stage (liked, every rating) fitted on `train` (columns user_id, movie_id
-    as codes below n_users / n_movies, label 1 liked / 0 not), of `kind` (None: chosen_kind())."""
-    kind = kind or chosen_kind()
+    as codes below n_users / n_movies, label 1 liked / 0 not), of `kind` (None: kind_for(n_movies))."""
+    kind = kind or kind_for(n_movies)
     if kind == "ease":
         return ease.fit(train, n_users, n_movies)
     if kind == "als":
@@ -154,7 +155,7 @@ def retrieval_command(
     started = time.perf_counter()
     try:
         train, n_users, n_movies = training_rows(processed_dir, split)
-        chosen = settings()
+        chosen = settings(n_movies)
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -68,7 +68,7 @@ def user_view(rec: Recommender) -> None:
         list(config.SERVED_MODES),
         format_func=MODE_LABELS.get,
         horizontal=True,
-        help="two-stage: ALS retrieval proposes, AutoInt ranks (default); "
+        help="two-stage: EASE retrieval proposes, AutoInt ranks (default); "
         "reference: the original project's models over the whole catalogue",
     )
     left, middle, right = st.columns(3)

@@ -18,7 +18,7 @@ YEAR_HELP = (
 MONTH_HELP = "Rating-time context month, 1-12; default: as the year."
 MODEL_HELP = "Architecture: autoint (attention only) or autoint_mlp (attention plus a DNN branch)."
 MODE_HELP = (
-    "two_stage: ALS retrieval proposes, AutoInt ranks (the default recommender); "
+    "two_stage: EASE retrieval proposes, AutoInt ranks (the default recommender); "
     "reference: the original project's models over the whole catalogue."
 )
 

@@ -178,7 +178,7 @@ def check_lists(folder: Path | None, cfg: TrainConfig, n_movies: int) -> Path:
             f"{folder or 'no --candidate-lists'}: no finished candidate lists; run `make candidates` "
             "(python -m pipeline candidates) first"
         )
-    if list_shards.settings_of(folder) != ranker.list_settings(cfg):
+    if list_shards.settings_of(folder) != ranker.list_settings(cfg, n_movies):
         raise ValueError(
             f"{folder} was made with other list settings than {cfg.model}'s; rebuild it with `make candidates`"
         )

@@ -103,9 +103,9 @@ def training_lists(
     )
 
 
-def list_settings(cfg: TrainConfig) -> dict:
+def list_settings(cfg: TrainConfig, n_movies: int) -> dict:
     """What decides cfg's training lists (config.LIST_SETTINGS), with the retrieval model's settings."""
-    return {**{name: getattr(cfg, name) for name in config.LIST_SETTINGS}, "retrieval": retriever.settings()}
+    return {**{name: getattr(cfg, name) for name in config.LIST_SETTINGS}, "retrieval": retriever.settings(n_movies)}
 
 
 def lists_path(split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
@@ -116,7 +116,7 @@ def lists_path(split: str = "random", models_dir: Path = config.MODELS_DIR) -> P
 def saved_lists(folder: Path | None, cfg: TrainConfig, n_movies: int) -> CandidateLists | None:
     """The lists `candidates_command` saved in `folder` if they were made with cfg's list settings, else None
     (a one-off option such as CANDIDATES=50 then builds its own lists)."""
-    if folder is None or list_shards.settings_of(folder) != list_settings(cfg):
+    if folder is None or list_shards.settings_of(folder) != list_settings(cfg, n_movies):
         return None
     return list_shards.load(folder)[0]
 
@@ -289,7 +289,7 @@ def candidates_command(
         producer = f"python -m pipeline candidates --split {split.value} --processed-dir {processed_dir} " + (
             f"--models-dir {models_dir}"
         )
-    target = list_shards.write(lists_path(split.value, models_dir), folds, list_settings(cfg), producer)
+    target = list_shards.write(lists_path(split.value, models_dir), folds, list_settings(cfg, n_movies), producer)
     seconds = time.perf_counter() - started
     record_timing(
         models_dir.parent, "candidate lists" + ("" if split.value == "random" else f" ({split.value})"), seconds

@@ -15,8 +15,8 @@ from pipeline import config
 from pipeline.retrieval import retriever
 
 BASELINES = ("random", "most_popular", "positive_rate", "ease", "als")
-# EASE alone: with most popular, what the report holds the two-stage rankers against (the recommender's own
-# retrieval, ALS, is the "als" row).
+# EASE alone: with most popular, what the report holds the two-stage rankers against. ALS alone is the "als" row
+# (the retrieval stage is EASE up to config.RETRIEVAL["ease_max_movies"] movies and ALS above).
 RETRIEVAL_BASELINE = "ease"
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]

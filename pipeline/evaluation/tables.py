@@ -44,8 +44,8 @@ def metrics_table(results: dict) -> str:
     return "\n".join([head, rule, *rows])
 
 
-# The retrieval models alone (EASE, the baseline to beat; ALS, the recommender's own retrieval stage) and most
-# popular: what the comparison table holds every model against.
+# The retrieval models alone (EASE, the baseline the targets name; ALS, the retrieval stage of large catalogues)
+# and most popular: what the comparison table holds every model against.
 COMPARED_BASELINES = {"ease": "EASE", "als": "ALS", "most_popular": "most popular"}
 COMPARED_METRICS = ("recall@10", "ndcg@10")
 

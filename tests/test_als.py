@@ -132,6 +132,9 @@ def test_save_and_load_round_trip_either_kind(rows, kind, tmp_path, monkeypatch)
     rated = retriever.interaction_matrix(rows, N_USERS, N_MOVIES)
     np.testing.assert_array_equal(loaded.scores(liked), model.scores(liked))
     np.testing.assert_array_equal(loaded.rated_scores(rated), model.rated_scores(rated))
+    # ALS beside EASE comes back too (an ALS model is its own).
+    assert loaded.als is not None and (loaded.als is loaded) == (kind == "als")
+    np.testing.assert_array_equal(loaded.als.rated_scores(rated), model.als.rated_scores(rated))
     assert [p.name for p in path.parent.iterdir()] == ["retrieval.npz"]  # no temporary file left
     np.savez(tmp_path / "other.npz", weights=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="no retrieval model"):
@@ -145,7 +148,7 @@ def test_the_kind_follows_the_setting_and_else_the_catalogue_size(rows, monkeypa
     assert retriever.kind_for(N_MOVIES) == "ease" and retriever.kind_for(N_MOVIES + 1) == "als"
     assert isinstance(retriever.fit(rows, N_USERS, N_MOVIES), ease.Retrieval)
     assert isinstance(retriever.fit(rows, N_USERS, N_MOVIES + 1), als.Retrieval)
-    assert retriever.settings(N_MOVIES) == {"kind": "ease", "ease_l2": config.EASE_L2}
+    assert retriever.settings(N_MOVIES) == {"kind": "ease", "ease_l2": config.EASE_L2, "als": SETTINGS}
     assert retriever.settings(N_MOVIES + 1) == {"kind": "als", **SETTINGS}
     monkeypatch.setitem(config.RETRIEVAL, "kind", "als")
     assert retriever.kind_for(N_MOVIES) == "als" and isinstance(retriever.fit(rows, N_USERS, N_MOVIES), als.Retrieval)
@@ -166,6 +169,19 @@ def test_a_liked_model_alone_scores_as_the_full_fit_s_liked_model(rows, monkeypa
     np.testing.assert_allclose(alone.scores(liked), full.scores(liked), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="svd"):
         retriever.fit_liked(rows, N_USERS, N_MOVIES, "svd")
+
+
+def test_ease_carries_als_fitted_on_the_same_rows_unless_the_setting_says_no(rows, monkeypatch):
+    monkeypatch.setitem(config.RETRIEVAL, "als", SETTINGS)
+    fitted = retriever.fit(rows, N_USERS, N_MOVIES, "ease")
+    alone = als.fit(rows, N_USERS, N_MOVIES)
+    liked = retriever.liked_matrix(rows, N_USERS, N_MOVIES)
+    assert isinstance(fitted.als, als.Retrieval)
+    np.testing.assert_allclose(fitted.als.scores(liked), alone.scores(liked), rtol=1e-5, atol=1e-6)
+    monkeypatch.setitem(config.RETRIEVAL, "als_beside_ease", False)
+    assert retriever.fit(rows, N_USERS, N_MOVIES, "ease").als is None
+    assert retriever.settings(N_MOVIES) == {"kind": "ease", "ease_l2": config.EASE_L2}
+    assert retriever.fit_liked(rows, N_USERS, N_MOVIES, "ease").als is None  # a baseline needs no ALS
 
 
 def test_the_command_fits_the_kind_the_setting_asks_for(small_processed, tmp_path, monkeypatch):

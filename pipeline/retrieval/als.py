@@ -97,6 +97,11 @@ class Retrieval(Retriever):
     def n_movies(self) -> int:
         return self.item_factors.shape[0]
 
+    @property
+    def als(self) -> Retrieval:
+        """The ALS model whose scores the ranker also reads: this one."""
+        return self
+
     def user_factors(self, rows: sparse.csr_matrix, rated: bool = False) -> np.ndarray:
         """Each row's factors in the liked model (or the every-rating one), folded in from that row alone."""
         model = self._models[rated]

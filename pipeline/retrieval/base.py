@@ -47,6 +47,9 @@ class Retriever:
 
     kind: str
     n_movies: int
+    # The ALS model whose scores of the candidates the ranker also reads (TrainConfig.als_scores): an ALS retrieval
+    # model is its own (als.py); an EASE one carries one when config.RETRIEVAL["als_beside_ease"] (retriever.fit).
+    als: Retriever | None = None
 
     def scores(self, liked: sparse.csr_matrix) -> np.ndarray:
         raise NotImplementedError

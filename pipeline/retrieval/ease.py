@@ -20,7 +20,7 @@ ALS (als.py) takes over, and docs/scale.md what was measured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,8 @@ class Retrieval(Retriever):
 
     weights: np.ndarray
     rated_weights: np.ndarray
+    # ALS fitted on the same rows, whose scores the ranker also reads (retriever.fit attaches it), or None.
+    als: Retriever | None = field(default=None, compare=False)
     kind = "ease"
 
     @property

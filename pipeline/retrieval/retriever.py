@@ -3,14 +3,17 @@
 Two kinds implement it (pipeline.retrieval.base.Retriever): EASE (ease.py), movie × movie weights fitted in
 closed form, the better of the two on ML-1M; and ALS (als.py, the `implicit` library), movie factors whose
 memory does not grow with the catalogue squared. config.RETRIEVAL["kind"] picks one; unset (None), EASE
-serves catalogues of up to config.RETRIEVAL["ease_max_movies"] movies and ALS larger ones.
+serves catalogues of up to config.RETRIEVAL["ease_max_movies"] movies and ALS larger ones. An EASE stage also
+fits ALS beside it (config.RETRIEVAL["als_beside_ease"]): EASE proposes the candidates, and the default ranker reads
+ALS's scores of them too (TrainConfig.als_scores).
 
-Outputs: artifacts/models/[<split>/]retrieval.npz (`python -m pipeline retrieval`): the kind and its arrays,
-read back by `load` as the right kind.
+Outputs: artifacts/models/[<split>/]retrieval.npz (`python -m pipeline retrieval`): the kind and its arrays
+(and those of the ALS beside it, prefixed "als_"), read back by `load` as the right kind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import time
 import zipfile
@@ -56,16 +59,21 @@ def settings(n_movies: int) -> dict:
     (lists and files made from a retrieval model are stale when this changes)."""
     kind = kind_for(n_movies)
     if kind == "ease":
-        return {"kind": kind, "ease_l2": config.EASE_L2}
+        beside = {"als": config.RETRIEVAL["als"]} if config.RETRIEVAL["als_beside_ease"] else {}
+        return {"kind": kind, "ease_l2": config.EASE_L2, **beside}
     return {"kind": kind, **config.RETRIEVAL["als"]}
 
 
 def fit(train: pd.DataFrame, n_users: int, n_movies: int, kind: str | None = None) -> Retriever:
     """Both models of the retrieval stage (liked, every rating) fitted on `train` (columns user_id, movie_id
-    as codes below n_users / n_movies, label 1 liked / 0 not), of `kind` (None: kind_for(n_movies))."""
+    as codes below n_users / n_movies, label 1 liked / 0 not), of `kind` (None: kind_for(n_movies)); an EASE
+    one with both ALS models fitted beside it when config.RETRIEVAL["als_beside_ease"] (Retriever.als)."""
     kind = kind or kind_for(n_movies)
     if kind == "ease":
-        return ease.fit(train, n_users, n_movies)
+        fitted = ease.fit(train, n_users, n_movies)
+        if config.RETRIEVAL["als_beside_ease"]:
+            fitted = dataclasses.replace(fitted, als=als.fit(train, n_users, n_movies))
+        return fitted
     if kind == "als":
         return als.fit(train, n_users, n_movies)
     raise ValueError(f"unknown retrieval kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -89,9 +97,16 @@ def path(split: str = "random", models_dir: Path = config.MODELS_DIR) -> Path:
     return config.model_path("retrieval", split, models_dir).with_suffix(".npz")
 
 
+# The arrays of an ALS model carried beside EASE are stored under this prefix.
+BESIDE = "als_"
+
+
 def save(retriever: Retriever, target: Path) -> Path:
+    arrays = retriever.arrays()
+    if retriever.als is not None and retriever.als is not retriever:
+        arrays |= {BESIDE + name: values for name, values in retriever.als.arrays().items()}
     with atomic_path(target) as tmp:
-        np.savez(tmp, kind=np.str_(retriever.kind), **retriever.arrays())
+        np.savez(tmp, kind=np.str_(retriever.kind), **arrays)
     return target
 
 
@@ -127,7 +142,9 @@ def load(source: Path) -> Retriever:
     kind = str(stored["kind"]) if "kind" in stored else None
     if kind not in KINDS:
         raise ValueError(f"{source} holds no retrieval model (kind {kind!r}); run `make retrieval`")
-    return KINDS[kind].from_arrays(stored)
+    loaded = KINDS[kind].from_arrays(stored)
+    beside = {name.removeprefix(BESIDE): values for name, values in stored.items() if name.startswith(BESIDE)}
+    return dataclasses.replace(loaded, als=als.Retrieval.from_arrays(beside)) if beside else loaded
 
 
 def training_rows(processed_dir: Path, split: str) -> tuple[pd.DataFrame, int, int]:
@@ -149,7 +166,8 @@ def retrieval_command(
     processed_dir: Path = typer.Option(config.PROCESSED_DIR),
     models_dir: Path = typer.Option(config.MODELS_DIR),
 ) -> None:
-    """Fit the retrieval stage (EASE or ALS, on liked and on all ratings) on a split's training rows → retrieval.npz."""
+    """Fit the retrieval stage (EASE or ALS, on liked and on all ratings; ALS beside EASE) on a split's training rows
+    → retrieval.npz."""
 
     split = split.value
     started = time.perf_counter()
@@ -163,9 +181,10 @@ def retrieval_command(
     target = save(fitted, path(split, models_dir))
     seconds = time.perf_counter() - started
     record_timing(models_dir.parent, f"retrieval ({split})", seconds)
-    parameters = ", ".join(f"{name} {value:g}" for name, value in chosen.items() if name != "kind")
+    parameters = ", ".join(f"{name} {value:g}" for name, value in chosen.items() if name not in ("kind", "als"))
+    beside = " with ALS beside it" if "als" in chosen else ""
     typer.echo(
-        f"retrieval ({split}): {chosen['kind'].upper()} ({parameters}) over {int((train['label'] == 1).sum()):,} "
-        f"liked and {len(train):,} rated training ratings, {fitted.n_movies:,} movies; fitted in {seconds:.0f} s; "
-        f"saved {target}"
+        f"retrieval ({split}): {chosen['kind'].upper()} ({parameters}){beside} over "
+        f"{int((train['label'] == 1).sum()):,} liked and {len(train):,} rated training ratings, "
+        f"{fitted.n_movies:,} movies; fitted in {seconds:.0f} s; saved {target}"
     )

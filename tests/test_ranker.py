@@ -116,8 +116,45 @@ def test_the_signals_retrieval_cannot_see_come_from_the_disliked_and_all_rated_m
     np.testing.assert_allclose(lists.recent[0], fitted.weights[latest].sum(axis=0)[proposed], rtol=1e-5, atol=1e-6)
 
 
+def test_lists_carry_the_scores_of_the_als_beside_ease_and_the_ranker_reads_them_when_set(data, cfg):
+    fitted = retriever.fit(data.train, len(data.users), len(data.movies))
+    assert fitted.kind == "ease" and fitted.als is not None
+    lists = candidates.user_lists(fitted, data.train, data.users, cfg)
+    n_users, n_movies = len(data.users), len(data.movies)
+    liked = retriever.liked_matrix(data.train, n_users, n_movies)[lists.owner]
+    rated = retriever.interaction_matrix(data.train, n_users, n_movies)[lists.owner]
+    # Against ALS's whole-catalogue scores (a matrix product, not scores_at's K dot products per row).
+    for got, whole in (
+        (lists.als_scores, fitted.als.scores(liked)),
+        (lists.als_rated_from_liked, fitted.als.rated_scores(liked)),
+        (lists.als_rated, fitted.als.rated_scores(rated)),
+    ):
+        np.testing.assert_allclose(got, np.take_along_axis(whole, lists.movies, axis=1), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(lists.als_rated, lists.als_rated_from_liked)  # the disliked movies count
+    movies = ranker_inputs.movie_table(data.movies)
+    inputs = ranker_inputs.list_inputs(lists, movies, cfg)
+    np.testing.assert_allclose(
+        inputs["als_score"].reshape(lists.movies.shape), ranker_inputs.standardized(lists.als_scores), rtol=1e-6
+    )
+    without = ranker_inputs.list_inputs(lists, movies, dataclasses.replace(cfg, als_scores=False))
+    assert "als_score" not in without and "als_rated_score" not in without
+    bare = candidates.user_lists(ease.fit(data.train, n_users, n_movies), data.train, data.users, cfg)
+    assert bare.als_scores is None
+    with pytest.raises(ValueError, match="no als_score"):
+        ranker_inputs.list_inputs(bare, movies, cfg)
+
+
+def test_an_als_retrieval_gives_its_own_scores_as_the_als_fields(data, cfg, monkeypatch):
+    monkeypatch.setitem(config.RETRIEVAL, "als", {**config.RETRIEVAL["als"], "factors": 8, "iterations": 3})
+    fitted = retriever.fit(data.train, len(data.users), len(data.movies), "als")
+    lists = candidates.user_lists(fitted, data.train, data.users, cfg)
+    np.testing.assert_array_equal(lists.als_scores, lists.scores)
+    np.testing.assert_array_equal(lists.als_rated_from_liked, lists.rated_from_liked)
+    np.testing.assert_array_equal(lists.als_rated, lists.rated)
+
+
 def test_anonymized_lists_hide_who_the_user_is_and_some_look_like_new_people(data, cfg):
-    fitted = ease.fit(data.train, len(data.users), len(data.movies))
+    fitted = retriever.fit(data.train, len(data.users), len(data.movies))
     lists = candidates.user_lists(fitted, data.train, data.users, cfg)
     out = ranker.anonymized(
         lists, dataclasses.replace(cfg, anonymous_share=0.6, newcomer_share=0.5), np.random.default_rng(0)
@@ -129,6 +166,10 @@ def test_anonymized_lists_hide_who_the_user_is_and_some_look_like_new_people(dat
     assert 0.3 < newcomer.sum() / anonymous.sum() < 0.7
     assert (out.rated_from_disliked[newcomer] == 0).all()
     np.testing.assert_array_equal(out.rated[newcomer], lists.rated_from_liked[newcomer])
+    # ALS's every-rating score of a new-person-shaped list is folded in from the liked movies alone.
+    np.testing.assert_array_equal(out.als_rated[newcomer], lists.als_rated_from_liked[newcomer])
+    np.testing.assert_array_equal(out.als_rated[~newcomer], lists.als_rated[~newcomer])
+    assert not np.allclose(lists.als_rated[newcomer], lists.als_rated_from_liked[newcomer])
     silent = out.profile[:, config.USER_FIELDS.index("age")] == 0
     assert not (silent & ~anonymous).any() and 0.2 < silent.sum() / newcomer.sum() < 0.8
     np.testing.assert_array_equal(out.profile[~anonymous], lists.profile[~anonymous])
@@ -159,12 +200,12 @@ def test_a_new_persons_list_excludes_their_movies_and_holds_them_as_history(data
 def test_the_input_pipeline_gives_the_same_rows_as_the_scoring_inputs(data, cfg, score_buckets):
     tf = pytest.importorskip("tensorflow")
     cfg = dataclasses.replace(cfg, batch_size=7 * cfg.candidates, score_buckets=score_buckets)
-    fitted = ease.fit(data.train, len(data.users), len(data.movies))
+    fitted = retriever.fit(data.train, len(data.users), len(data.movies))
     lists = candidates.user_lists(fitted, data.train, data.users, cfg).take(slice(0, 7))
     lists = dataclasses.replace(lists, labels=np.zeros(lists.movies.shape, np.float32))
     movies = ranker_inputs.movie_table(data.movies)
     expected = ranker_inputs.list_inputs(lists, movies, cfg)
-    assert ("rated_score_bucket" in expected) == score_buckets
+    assert ("rated_score_bucket" in expected) == score_buckets and "als_rated_score" in expected
     batches = list(ranker.list_dataset(lists, movies, cfg, seed=0))
     assert len(batches) == 1
     x, y = batches[0]
@@ -225,6 +266,8 @@ def test_history_shares_movie_ids_embedding_and_codes_start_at_one(data, cfg):
         "disliked_score",
         "rated_score",
         "recent_score",
+        "als_score",
+        "als_rated_score",
     ]
     names = [layer.name for layer in model.layers]
     # One table serves both movie_id and history; DeepCTR names it after the varlen field and masks index 0.

@@ -155,6 +155,8 @@ def describe(cfg: dict) -> str:
         parts.append(f"disliked history of {cfg['disliked_history']}")
     if cfg["score_buckets"]:
         parts.append("scores also bucketed")
+    if cfg.get("als_scores"):
+        parts.append("ALS's scores too")
     if cfg["target"] != "liked":
         parts.append(f"{cfg['target']} labels")
     if cfg["l2_reg_embedding"] != config.TrainConfig.l2_reg_embedding:

@@ -113,7 +113,7 @@ def feature_columns(field_dims: dict[str, int], cfg: TrainConfig) -> list:
         columns.append(
             SparseFeat("retrieval_rank", vocabulary_size=len(config.RANK_EDGES) + 1, embedding_dim=cfg.embedding_dim)
         )
-        scores = ["retrieval_score", "disliked_score", "rated_score"] + (["recent_score"] if cfg.recent_liked else [])
+        scores = score_fields(cfg)
         columns += [DenseFeat(name, 1) for name in scores]
         if cfg.score_buckets:
             columns += [
@@ -121,6 +121,13 @@ def feature_columns(field_dims: dict[str, int], cfg: TrainConfig) -> list:
                 for name in scores
             ]
     return columns
+
+
+def score_fields(cfg: TrainConfig) -> list[str]:
+    """The retrieval-score fields a two-stage ranker with cfg's settings reads (pipeline.ranking.ranker_inputs)."""
+    scores = ["retrieval_score", "disliked_score", "rated_score"]
+    scores += ["recent_score"] if cfg.recent_liked else []
+    return scores + (["als_score", "als_rated_score"] if cfg.als_scores else [])
 
 
 def history_inputs(history: np.ndarray, cfg: TrainConfig) -> dict[str, np.ndarray]:

@@ -45,6 +45,11 @@ class CandidateLists:
               (kept apart so that a list can be made to look like a new person's, who names liked ones)
     recent    (L, K) the liked model's scores from the latest cfg.recent_liked liked movies, or None
     labels    (L, K) 1.0 where the candidate is a liked movie of the held-out fold (training only)
+    als_scores, als_rated_from_liked, als_rated
+              (L, K) ALS's scores (Retriever.als): its liked model's from the liked movies, its every-rating
+              model's from the liked movies only and from every rated movie (the first two are all a new person
+              has); None when the retrieval model has no ALS. With an ALS retrieval they repeat `scores`,
+              `rated_from_liked` and `rated`.
     """
 
     owner: np.ndarray
@@ -58,6 +63,9 @@ class CandidateLists:
     rated_from_disliked: np.ndarray
     recent: np.ndarray | None = None
     labels: np.ndarray | None = None
+    als_scores: np.ndarray | None = None
+    als_rated_from_liked: np.ndarray | None = None
+    als_rated: np.ndarray | None = None
 
     @property
     def rated(self) -> np.ndarray:
@@ -132,6 +140,8 @@ def user_lists(
         keys = positives["user_id"].to_numpy(np.int64) * n_movies + positives["movie_id"].to_numpy()
         labels = np.isin(owners[:, None] * n_movies + movies, keys).astype(np.float32)
     profile = users.set_index("user_id").loc[owners, list(config.USER_FIELDS[1:])].to_numpy()
+    rated_from_liked = fitted.rated_scores_at(liked, movies)
+    rated_from_disliked = fitted.rated_scores_at(disliked, movies)
     return CandidateLists(
         owner=owners,
         profile=np.column_stack([owners, profile]).astype(np.int64) + 1,
@@ -140,10 +150,11 @@ def user_lists(
         movies=movies,
         scores=scores,
         disliked=fitted.scores_at(disliked, movies),
-        rated_from_liked=fitted.rated_scores_at(liked, movies),
-        rated_from_disliked=fitted.rated_scores_at(disliked, movies),
+        rated_from_liked=rated_from_liked,
+        rated_from_disliked=rated_from_disliked,
         recent=recent_scores(fitted, history.user_histories(inputs, n_users, cfg.recent_liked)[owners], movies),
         labels=labels,
+        **als_fields(fitted, liked, seen, movies, scores, rated_from_liked, rated_from_disliked),
     )
 
 
@@ -172,6 +183,8 @@ def person_lists(
     movies, scores = fitted.top_k(liked, seen, cfg.candidates)
     if include is not None and any(len(extra) for extra in include):
         movies, scores = merged(fitted, liked, movies, include)
+    rated_from_liked = fitted.rated_scores_at(liked, movies)
+    rated_from_disliked = fitted.rated_scores_at(disliked, movies)
     return CandidateLists(
         owner=np.full(len(liked_movies), -1) if owners is None else np.asarray(owners, np.int64),
         profile=np.asarray(profiles, np.int64),
@@ -180,10 +193,39 @@ def person_lists(
         movies=movies,
         scores=scores,
         disliked=fitted.scores_at(disliked, movies),
-        rated_from_liked=fitted.rated_scores_at(liked, movies),
-        rated_from_disliked=fitted.rated_scores_at(disliked, movies),
+        rated_from_liked=rated_from_liked,
+        rated_from_disliked=rated_from_disliked,
         recent=recent_scores(fitted, latest_of(liked_movies, cfg.recent_liked), movies),
+        **als_fields(fitted, liked, seen, movies, scores, rated_from_liked, rated_from_disliked),
     )
+
+
+def als_fields(
+    fitted: retriever.Retriever,
+    liked: sparse.csr_matrix,
+    rated: sparse.csr_matrix,
+    movies: np.ndarray,
+    scores: np.ndarray,
+    rated_from_liked: np.ndarray,
+    rated_from_disliked: np.ndarray,
+) -> dict[str, np.ndarray | None]:
+    """CandidateLists' ALS fields for lists of `movies` from people's `liked` and `rated` rows: the ALS beside an
+    EASE retrieval folded in three times, an ALS retrieval's own scores again (`scores`, `rated_from_liked` and
+    their sum with `rated_from_disliked`, as the ranker's rated_score reads them), or None without ALS."""
+    model = fitted.als
+    if model is None:
+        return {"als_scores": None, "als_rated_from_liked": None, "als_rated": None}
+    if model is fitted:
+        return {
+            "als_scores": scores,
+            "als_rated_from_liked": rated_from_liked,
+            "als_rated": rated_from_liked + rated_from_disliked,
+        }
+    return {
+        "als_scores": model.scores_at(liked, movies),
+        "als_rated_from_liked": model.rated_scores_at(liked, movies),
+        "als_rated": model.rated_scores_at(rated, movies),
+    }
 
 
 def merged(fitted: retriever.Retriever, liked: sparse.csr_matrix, movies: np.ndarray, include: list[np.ndarray]):

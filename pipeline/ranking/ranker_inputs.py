@@ -15,6 +15,10 @@ Per candidate row:
   rated_score            the score of the EASE model fitted on every rating (which movies are watched
                          together) from every movie the user rated (z-scored likewise)
   The last two are what retrieval, which reads liked movies only, cannot see.
+  recent_score           the liked model's score from the latest cfg.recent_liked liked movies (when set)
+  als_score, als_rated_score
+                         ALS's liked model's score from the liked movies and its every-rating model's from every
+                         rated movie (cfg.als_scores): a second retrieval model's view of EASE's candidates
 
 Training (pipeline.training.ranker) and scoring (pipeline.ranking.scorers) both call `list_inputs`, so the
 rows a ranker learns from and the rows it is asked about are built the same way.
@@ -48,12 +52,23 @@ def bucketed(z: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(2 * z) + middle, 0, config.SCORE_BUCKETS - 1).astype(np.int64)
 
 
-def list_scores(lists: CandidateLists) -> dict[str, np.ndarray]:
-    """The ranker's retrieval scores of every candidate, z-scored within its list: (L, K) each."""
-    scores = {"retrieval_score": lists.scores, "disliked_score": lists.disliked, "rated_score": lists.rated}
-    if lists.recent is not None:
-        scores["recent_score"] = lists.recent
-    return {name: standardized(values) for name, values in scores.items()}
+def list_scores(lists: CandidateLists, cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """The retrieval scores of every candidate that cfg's ranker reads (architecture.score_fields), z-scored within
+    its list: (L, K) each."""
+    scores = {
+        "retrieval_score": lists.scores,
+        "disliked_score": lists.disliked,
+        "rated_score": lists.rated,
+        "recent_score": lists.recent,
+        "als_score": lists.als_scores,
+        "als_rated_score": lists.als_rated,
+    }
+    out = {}
+    for name in architecture.score_fields(cfg):
+        if scores[name] is None:
+            raise ValueError(f"these candidate lists carry no {name}: their retrieval model has no ALS beside it")
+        out[name] = standardized(scores[name])
+    return out
 
 
 def movie_table(catalogue: pd.DataFrame) -> np.ndarray:
@@ -74,7 +89,7 @@ def list_inputs(lists: CandidateLists, movies: np.ndarray, cfg: TrainConfig) -> 
         name: np.repeat(values, k, axis=0) for name, values in architecture.history_inputs(lists.history, cfg).items()
     }
     inputs["retrieval_rank"] = np.tile(rank_buckets(k), n_lists)
-    for name, z in list_scores(lists).items():
+    for name, z in list_scores(lists, cfg).items():
         inputs[name] = z.reshape(-1, 1)
         if cfg.score_buckets:
             inputs[f"{name}_bucket"] = bucketed(z).ravel()

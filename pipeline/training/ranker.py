@@ -145,8 +145,8 @@ def list_ratings(processed_dir: Path, split: str) -> tuple[pd.DataFrame, pd.Data
 
 def anonymized(lists: CandidateLists, cfg: TrainConfig, rng: np.random.Generator) -> CandidateLists:
     """cfg.anonymous_share of the lists with user_id and zip unknown (0); of those, cfg.newcomer_share made
-    to look like a new person's: only liked movies known (no disliked ones), and for half of them gender,
-    age and occupation unknown too."""
+    to look like a new person's: only liked movies known (no disliked ones; ALS's every-rating score from the
+    liked ones only), and for half of them gender, age and occupation unknown too."""
     if not cfg.anonymous_share:
         return lists
     profile, disliked, rated_from_disliked = (
@@ -163,7 +163,12 @@ def anonymized(lists: CandidateLists, cfg: TrainConfig, rng: np.random.Generator
     silent = newcomer & (rng.random(len(lists)) < 0.5)
     for field in ("gender", "age", "occupation"):
         profile[silent, config.USER_FIELDS.index(field)] = 0
-    return dataclasses.replace(lists, profile=profile, disliked=disliked, rated_from_disliked=rated_from_disliked)
+    changed = {"profile": profile, "disliked": disliked, "rated_from_disliked": rated_from_disliked}
+    if lists.als_rated is not None:
+        als_rated = lists.als_rated.copy()
+        als_rated[newcomer] = lists.als_rated_from_liked[newcomer]
+        changed["als_rated"] = als_rated
+    return dataclasses.replace(lists, **changed)
 
 
 def list_dataset(lists: CandidateLists, movies: np.ndarray, cfg: TrainConfig, seed: int):

@@ -1,6 +1,7 @@
 """Child processes measured by the operating system's own accounting: exit code, wall time and peak RSS
 (os.wait4's ru_maxrss of that process alone, not of this one), and free loopback ports for services and
-workers started on this machine, and stopping a child politely."""
+workers started on this machine, stopping a child politely, and the machine's load average that benchmarks
+write next to every figure (the machine may be shared)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ import sys
 import time
 
 LOOPBACK = "127.0.0.1"
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages, rounded to 0.01."""
+    return [round(value, 2) for value in os.getloadavg()]
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pipeline.data import synth
 from pipeline.data.processed import load_processed
 from pipeline.evaluation import metrics, tune
 from pipeline.files import write_json
-from pipeline.processes import run_measured
+from pipeline.processes import load_average, run_measured
 from pipeline.ranking.scorers import ranked_frame
 from pipeline.retrieval import als, retriever
 
@@ -45,10 +44,6 @@ NDCG_MARGIN = 0.002
 CANDIDATES = 100
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
-
-
-def load_average() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 def training_rows(dataset: str, processed_dir: Path) -> tuple[pd.DataFrame, int, int]:

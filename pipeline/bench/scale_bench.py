@@ -25,17 +25,14 @@ from pathlib import Path
 import typer
 
 from pipeline import config, config_scale
+from pipeline.bench import plots
 from pipeline.data import synth
-from pipeline.files import atomic_path, write_json
-from pipeline.processes import run_measured
+from pipeline.files import write_json
+from pipeline.processes import load_average, run_measured
 
 BENCH_PATH = config.ARTIFACTS_DIR / "scale_bench.json"
 PLOT_PATH = config.ARTIFACTS_DIR / "scale_bench.png"
 STAGES = ("generate", "preprocess", "retrieval", "candidates", "ranker epoch", "export", "evaluate", "precompute")
-
-
-def load_average() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 def folders(size: str) -> dict[str, Path]:
@@ -156,40 +153,6 @@ def projection(entry: dict, sizes: dict) -> dict:
     return out
 
 
-def plot(bench: dict, path: Path) -> None:
-    # Imported here, not at the top: every `python -m pipeline` command imports this module.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    entries = sorted(bench.get("sizes", {}).values(), key=lambda entry: entry["ratings"])
-    figure, (clock, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
-    millions = [entry["ratings"] / 1e6 for entry in entries]
-    for stage in (*STAGES, "ranker epoch, 2 workers"):
-        points = [(m, e["stages"].get(stage, {})) for m, e in zip(millions, entries)]
-        points = [(m, figures) for m, figures in points if "seconds" in figures]
-        if not points:
-            continue
-        clock.plot([m for m, _ in points], [f["seconds"] / 60 for _, f in points], marker="o", label=stage)
-        rss = [f.get("worker_peak_rss_gib") or f["peak_rss_gib"] for _, f in points]
-        memory.plot([m for m, _ in points], rss, marker="o", label=stage)
-    memory.axhline(config_scale.SCALE["peak_rss_target_gib"], color="grey", linestyle="--", label="target")
-    for axis, title in ((clock, "wall time per stage (minutes)"), (memory, "peak RSS per stage process (GiB)")):
-        axis.set_xscale("log")
-        axis.set_xlabel("SYNTHETIC ratings (millions)")
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
-    clock.set_yscale("log")
-    memory.set_ylim(bottom=0)
-    memory.legend(fontsize=7)
-    figure.suptitle("The product path at scale on SYNTHETIC MovieLens-format data (2 cores, shared machine)")
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-
-
 def summarize(bench: dict) -> None:
     """The projection and each size's largest peak RSS, from the stages measured so far."""
     trained = [e for e in bench["sizes"].values() if "rows_per_s" in e["stages"].get("ranker epoch", {})]
@@ -230,5 +193,5 @@ def bench_scale_command(
         except RuntimeError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1) from None
-        plot(bench, PLOT_PATH)
+        plots.stages_at_scale(bench, STAGES, PLOT_PATH)
     typer.echo(f"wrote {BENCH_PATH} and {PLOT_PATH}")

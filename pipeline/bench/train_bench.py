@@ -27,11 +27,12 @@ from pathlib import Path
 import typer
 
 from pipeline import config, config_scale, quiet_imports
+from pipeline.bench import plots
 from pipeline.data import synth
 from pipeline.data.processed import load_processed
 from pipeline.evaluation import evaluate
-from pipeline.files import atomic_path, write_json
-from pipeline.processes import run_measured
+from pipeline.files import write_json
+from pipeline.processes import load_average, run_measured
 from pipeline.ranking import model_files
 from pipeline.ranking.runtimes import KerasRuntime
 from pipeline.ranking.scorers import ModelScorer
@@ -40,10 +41,6 @@ from pipeline.training.distributed import launch
 
 BENCH_PATH = config.ARTIFACTS_DIR / "train_bench.json"
 PLOT_PATH = config.ARTIFACTS_DIR / "train_bench.png"
-
-
-def load_average() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 def under_load(measure) -> dict:
@@ -350,48 +347,6 @@ def peak_target(synthetic: dict) -> dict | None:
     }
 
 
-def plot(bench: dict, path: Path) -> None:
-    # Imported here, not at the top: every `python -m pipeline` command imports this module.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    entries = sorted(bench.get("synthetic", {}).values(), key=lambda entry: entry["ratings"])
-    figure, (speed, memory) = plt.subplots(1, 2, figsize=(10, 4))
-
-    def draw(points: list[tuple[int, dict]], label: str, memory_label: str, **style) -> None:
-        millions = [ratings / 1e6 for ratings, _ in points]
-        speed.plot(millions, [run["rows_per_s"] for _, run in points], label=label, **style)
-        peaks = [run["peak_rss_gib"] for _, run in points]
-        memory.plot(millions, [max(p) if isinstance(p, list) else p for p in peaks], label=memory_label, **style)
-
-    for workers, marker in (("1", "o"), ("2", "s")):
-        label = f"{workers} worker{'s' if workers != '1' else ''}"
-        points = [(e["ratings"], e["runs"][workers]) for e in entries if workers in e["runs"]]
-        draw(points, label, f"{label} (largest process)", marker=marker)
-    inputs = [(e["ratings"], e["input_only"]) for e in entries if "input_only" in e]
-    if inputs:
-        label = f"input alone ({inputs[0][1]['model']}, no model)"
-        draw(inputs, label, label, marker="^", linestyle=":")
-    memory.axhline(
-        config_scale.SCALE_TARGETS["peak_rss_gib_at_25m"], color="grey", linestyle="--", label="target at 25 M"
-    )
-    speed.set_yscale("log")
-    for axis, title in ((speed, "rows/s (one epoch, streamed)"), (memory, "peak RSS per process (GiB)")):
-        axis.set_xscale("log")
-        axis.set_xlabel("SYNTHETIC ratings (millions)")
-        axis.set_title(title)
-        axis.legend()
-        axis.grid(alpha=0.3)
-    memory.set_ylim(bottom=0)
-    figure.suptitle("Training at scale on SYNTHETIC MovieLens-format data (2 cores, shared machine)")
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-
-
 def bench_train_command(
     sizes: str = typer.Option(
         ",".join(config_scale.TRAIN_BENCH["sizes"]), help="SYNTHETIC sizes, e.g. 1M,5M,25M; '' for none."
@@ -441,7 +396,7 @@ def bench_train_command(
             None if quality else bench.get("ml1m"),
         )
     write_json(BENCH_PATH, bench)
-    plot(bench, PLOT_PATH)
+    plots.training_at_scale(bench, PLOT_PATH)
     typer.echo(f"wrote {BENCH_PATH} and {PLOT_PATH}")
 
 

@@ -18,7 +18,8 @@ PANELS = (
 )
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot without a display, imported when a picture is drawn (not when this module is)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,14 +28,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save(fig, path: Path) -> None:
+    """Write `fig` to `path` whole (a temporary file, then renamed) and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
+    pyplot().close(fig)
 
 
 def plot_losses(histories: dict[str, dict], path: Path) -> None:
     """One panel per model (keyed by its title): training and validation loss per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(4, len(histories))
     rows = (len(histories) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.3 * rows), squeeze=False)
@@ -48,13 +51,12 @@ def plot_losses(histories: dict[str, dict], path: Path) -> None:
         ax.set(title=title, xlabel="epoch", ylabel=loss)
         ax.legend()
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_metrics(results: dict, path: Path, title: str = "Models (blue) vs baselines (grey)") -> None:
     """One bar panel per (protocol, metric) of PANELS; models that have no value there are left out."""
-    plt = _pyplot()
+    plt = pyplot()
     scorers = {**results["models"], **results["baselines"]}
     fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
     for ax, (protocol, metric) in zip(axes.ravel(), PANELS):
@@ -69,13 +71,12 @@ def plot_metrics(results: dict, path: Path, title: str = "Models (blue) vs basel
         ax.set_xlim(0, max(values) * 1.25 if values and max(values) > 0 else 1)
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_timings(timings: list[dict], path: Path) -> None:
     """Wall time per stage, longest first."""
-    plt = _pyplot()
+    plt = pyplot()
     ordered = sorted(timings, key=lambda t: t["seconds"], reverse=True)
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(ordered) + 1.2))
     ax.barh([t["stage"] for t in ordered], [t["seconds"] for t in ordered], color="tab:blue")
@@ -84,15 +85,14 @@ def plot_timings(timings: list[dict], path: Path) -> None:
         ax.text(t["seconds"], y, f" {t['seconds']:.0f} s", va="center", fontsize=8)
     ax.set(xlabel="wall seconds (2 cores)", title="Time per stage")
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_newcomers(results: dict, path: Path, title: str) -> None:
     """Recall@10 and NDCG@10 of every newcomer scorer against k, the liked movies a newcomer gave (test users)."""
     from pipeline.evaluation.report_sections import newcomer_scorer_label
 
-    plt = _pyplot()
+    plt = pyplot()
     ks = [int(k) for k in results["test"]]
     names = [name for name in next(iter(results["test"].values())) if name != "users"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
@@ -112,5 +112,4 @@ def plot_newcomers(results: dict, path: Path, title: str) -> None:
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.16, 1, 1))
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path)

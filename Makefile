@@ -174,7 +174,8 @@ $(NEWCOMERS): $(ENCODERS) artifacts/study/newcomers.settings.json $(EVALUATE_COD
 # The report reads whatever the runs left: make all's metrics, the study's and make tune's when present.
 report: $(REPORT)
 $(REPORT): $(METRICS) $(wildcard $(STUDY_METRICS) $(NEWCOMERS) artifacts/tuning.json) pipeline/evaluation/report.py \
-		pipeline/evaluation/plots.py pipeline/labels.py | $(DEPS)
+		pipeline/evaluation/report_sections.py pipeline/evaluation/plots.py pipeline/labels.py \
+		pipeline/config_evaluation.py | $(DEPS)
 	$(PY) -m pipeline report
 
 # The served models as LiteRT files beside their .keras files, which every serving path (recommend, precompute,

@@ -2,7 +2,8 @@
 
 Stages and tests import from here; nothing else defines a path, a field list or a default. The settings of
 serving and its benchmarks are in config_serving.py, those of streaming, workers and synthetic data in
-config_scale.py: the same one place, cut in three by job.
+config_scale.py, those of measuring (the reference's published table, tuning's validation carves, the newcomer
+curve, the issues' targets) in config_evaluation.py: the same one place, cut in four by job.
 """
 
 from __future__ import annotations
@@ -387,12 +388,7 @@ def scoring_batch_rows(architecture: str) -> int:
 # depend on it (tests/test_evaluate_chunks.py).
 SCORING_CHUNK_USERS = 4096
 
-# --- The reference project's published table (reference protocol, see metrics.py) ------------------
-REFERENCE_TABLE = {
-    "autoint": {"ndcg@10": 0.66201, "hit_rate@10": 0.63026},
-    "autoint_mlp": {"ndcg@10": 0.66196, "hit_rate@10": 0.63058},
-}
-REPRO_TOLERANCE = 0.005
+# --- Lists ---------------------------------------------------------------------------------------------
 TOP_N = 10
 MAX_LIKED = 500  # the most movies a new person's liked list may name (the CLI, the page, the service)
 BECAUSE_N = 3  # liked movies named per recommended movie ("because you liked"), those adding most to its score
@@ -400,17 +396,6 @@ BECAUSE_N = 3  # liked movies named per recommended movie ("because you liked"),
 # for at most this many is answered from the table.
 PRECOMPUTED_N = 100
 
-# --- New people (make newcomers, part of make study: pipeline/evaluation/newcomers.py) ----------------------
-NEWCOMERS = {
-    "test_share": 0.1,  # users held out of all training, on whom the newcomer curve is reported
-    "validation_share": 0.1,  # more users held out, on whom NEWCOMER_LISTS is chosen
-    "given": (1, 3, 5, 10),  # each is given their first this many liked movies by time
-    # NEWCOMER_LISTS' settings tried on the validation newcomers: every combination of these
-    "popular": (0, 10, 20, 50, 80),
-    "weights": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
-    "retrieval_weights": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
-    "seed": SPLIT_SEED,
-}
 # A new person's list (pipeline/ranking/newcomer_lists.py), by how many liked movies they named (the entry of the
 # largest key at most theirs): `popular` of the movies most liked by their gender and age group join the candidates,
 # and the list is ordered by the ranker's score blended with that popularity at `weight` and with retrieval's own
@@ -422,23 +407,6 @@ NEWCOMER_LISTS = {
     5: {"popular": 80, "weight": 1.0, "retrieval": 0.0},
     10: {"popular": 50, "weight": 0.5, "retrieval": 1.0},
 }
-
-# --- Goals: the targets of the issues (the report states each, met or not; bench.py the speed ones) ---
-GOALS = {
-    "two_stage_vs_ease": 1.0,  # default Top-10 Recall@10 and NDCG@10 at least EASE's, both splits
-    "two_stage_vs_ease_aim": 1.03,  # ... and 3 % above it, where AutoInt starts to earn its place
-    "tuned_auc": 0.83,  # reference task with the liked history: test AUC
-    "tuned_reference_ndcg": 0.69,  # ... and reference-protocol NDCG@10
-    "ranker_train_seconds": 300,  # default ranker training
-    "scored_cpu_ms": 5,  # a Top-10 scored when asked (retrieval + ranking), warm, CPU time (LiteRT)
-    "all_users_s": 30,  # every user's Top-10
-    "cold_recommend_s": 3,  # a cold `python -m pipeline recommend --liked ...` or `--user 3 --month 1`, wall
-    "cold_recommend_peak_rss_mib": 500,  # ... and its peak RSS
-}
-
-# Sizes of `make tune` (pipeline/tune.py): the share of a split's training rows carved out for validation,
-# and how many of the validation users score each epoch (0: all of them).
-TUNE = {"validation_share": 0.1, "users": 1000}
 
 # --- Baselines -----------------------------------------------------------------------------------------
 # Weight of the global positive rate in the positive-rate baseline, in pseudo-ratings: a movie with 10

@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline import config, config_serving
+from pipeline import config, config_evaluation, config_serving
 
 PATHS = {"product": config.PRODUCT_MODELS, "study": config.STUDY_MODELS}
 
@@ -200,7 +200,7 @@ def stage_settings(processed_dir: Path, models_dir: Path, artifacts_dir: Path) -
     }
     stages[artifacts_dir / "study" / "newcomers.settings.json"] = {
         "top_n": config.TOP_N,
-        "newcomers": config.NEWCOMERS,
+        "newcomers": config_evaluation.NEWCOMERS,
         "newcomer_lists": config.NEWCOMER_LISTS,
         "ranker": dataclasses.asdict(config.MODELS[config.model_name(config.DEFAULT_ARCHITECTURE)]),
         "ease_l2": config.EASE_L2,

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.config import REFERENCE_TABLE, REPRO_TOLERANCE
+from pipeline.config_evaluation import REFERENCE_TABLE, REPRO_TOLERANCE
 from pipeline.evaluation.check_repro import check, check_repro_command
 
 ROOT = Path(__file__).resolve().parent.parent

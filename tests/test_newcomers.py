@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import config
+from pipeline import config, config_evaluation
 from pipeline.data import preprocess, raw_files
 from pipeline.evaluation import newcomers
 from pipeline.ranking import candidates, newcomer_lists
@@ -128,10 +128,10 @@ def test_newcomer_curve_trains_once_without_the_held_out_users_and_scores_every_
 
     # One self-attention layer (the product's has three): this test is about holding out and scoring new people.
     monkeypatch.setitem(config.MODELS, "autoint_mlp_two_stage", small_config("autoint_mlp_two_stage", att_layer_num=1))
-    monkeypatch.setitem(config.NEWCOMERS, "given", (1, 3))
-    monkeypatch.setitem(config.NEWCOMERS, "weights", (0.0, 1.0))
-    monkeypatch.setitem(config.NEWCOMERS, "popular", (0, 5))
-    monkeypatch.setitem(config.NEWCOMERS, "retrieval_weights", (0.0, 2.0))
+    monkeypatch.setitem(config_evaluation.NEWCOMERS, "given", (1, 3))
+    monkeypatch.setitem(config_evaluation.NEWCOMERS, "weights", (0.0, 1.0))
+    monkeypatch.setitem(config_evaluation.NEWCOMERS, "popular", (0, 5))
+    monkeypatch.setitem(config_evaluation.NEWCOMERS, "retrieval_weights", (0.0, 2.0))
     served = {1: {"popular": 5, "weight": 1000.0, "retrieval": 0.0}, 3: {"popular": 0, "weight": 0.0, "retrieval": 0.0}}
     monkeypatch.setattr(config, "NEWCOMER_LISTS", served)
     said = []

@@ -9,7 +9,7 @@ Prints a table and writes artifacts/bench.json; per runtime:
   reference mode    the reference AutoInt+MLP ranking one user's whole catalogue
   cold start        wall time and peak RSS of `python -m pipeline recommend --liked ...` and `--user 3 --month 1`
                     in new processes (median and largest of --cold-runs)
-and Keras ÷ LiteRT ratios. The targets are config.GOALS. The load average is recorded too: on a small shared
+and Keras ÷ LiteRT ratios. The targets are config_evaluation.GOALS. The load average is recorded too: on a small shared
 machine, other work moves every figure (the ratios much less: both runtimes run one after the other).
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from pipeline import config, config_serving
+from pipeline import config, config_evaluation, config_serving
 from pipeline.files import write_json
 from pipeline.ranking.model_files import load_training_log
 from pipeline.serving.errors import RecommendError, parse_user
@@ -132,7 +132,7 @@ def run_bench(
         "liked": liked,
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        "targets": config.GOALS,
+        "targets": config_evaluation.GOALS,
         "runtimes": {},
     }
     tops = {}

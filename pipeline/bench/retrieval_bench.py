@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from pipeline import config
+from pipeline import config, config_evaluation
 from pipeline.data import synth
 from pipeline.data.processed import load_processed
 from pipeline.evaluation import metrics, tune
@@ -232,7 +232,12 @@ def quality_command(processed_dir: Path = config.PROCESSED_DIR) -> None:
     merged(
         "quality",
         {
-            "carve": {"share": config.TUNE["validation_share"], "grid": grid, "ease": ease_on_carve, "chosen": chosen},
+            "carve": {
+                "share": config_evaluation.TUNE["validation_share"],
+                "grid": grid,
+                "ease": ease_on_carve,
+                "chosen": chosen,
+            },
             "test": test,
             "load_average_after": load_average(),
         },

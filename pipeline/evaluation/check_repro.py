@@ -25,7 +25,8 @@ from pathlib import Path
 import typer
 
 from pipeline import manifests
-from pipeline.config import ARTIFACTS_DIR, REFERENCE_TABLE, REPRO_TOLERANCE
+from pipeline.config import ARTIFACTS_DIR
+from pipeline.config_evaluation import REFERENCE_TABLE, REPRO_TOLERANCE
 from pipeline.evaluation import metrics_files
 from pipeline.files import describe_os_error
 

@@ -3,7 +3,7 @@
 Two shares of users are held out of every stage's training (retrieval and ranker): the test newcomers, whom the
 curve reports on, and the validation newcomers, on whom the popularity weight of a new person's list is chosen
 (config.NEWCOMER_LISTS). Each held-out user is given only their first k liked movies by time, as a newcomer
-would name them, in the context of the last of those ratings, for each k of config.NEWCOMERS["given"]; their
+would name them, in the context of the last of those ratings, for each k of config_evaluation.NEWCOMERS["given"]; their
 later liked movies are what a Top-10 should find, and only the k given movies are excluded. Only users with more
 liked movies than the largest k take part, so every point of the curve is the same people.
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from pipeline import config, manifests
+from pipeline import config, config_evaluation, manifests
 from pipeline.data.processed import Processed
 from pipeline.evaluation import metrics
 from pipeline.files import record_timing, write_json
@@ -50,7 +50,7 @@ class Newcomers:
     relevant: pd.DataFrame
 
 
-def held_out_users(n_users: int, sizes=config.NEWCOMERS) -> tuple[np.ndarray, np.ndarray]:
+def held_out_users(n_users: int, sizes=config_evaluation.NEWCOMERS) -> tuple[np.ndarray, np.ndarray]:
     """(test users, validation users): disjoint random shares of all user codes, sorted."""
     rng = np.random.default_rng(sizes["seed"])
     order = rng.permutation(n_users)
@@ -146,24 +146,25 @@ def choose_lists(
     echo,
 ) -> tuple[dict[int, dict], dict]:
     """config.NEWCOMER_LISTS as the validation newcomers of `liked` would have it: for each k of
-    config.NEWCOMERS["given"], the (popular, weight, retrieval) setting of the grid whose lists are furthest above
-    the better of most popular and EASE in both Recall@n and NDCG@n (worst_ratio; with demographics, as the page
-    and the service get them), and the validation figures of the baselines and of every setting."""
-    given, most = config.NEWCOMERS["given"], max(config.NEWCOMERS["given"])
+    config_evaluation.NEWCOMERS["given"], the (popular, weight, retrieval) setting of the grid whose lists are
+    furthest above the better of most popular and EASE in both Recall@n and NDCG@n (worst_ratio; with
+    demographics, as the page and the service get them), and the validation figures of the baselines and of
+    every setting."""
+    given, most = config_evaluation.NEWCOMERS["given"], max(config_evaluation.NEWCOMERS["given"])
     chosen, figures = {}, {}
     for k in given:
         newcomers = given_first(liked, k, most)
         profile = profiles(data, newcomers.users, demographics=True)
         baselines = score_all(baseline_tops(two_stage.retrieval, popularity, newcomers, n), newcomers, n)
         tops, grid = {}, {}
-        for popular in config.NEWCOMERS["popular"]:
+        for popular in config_evaluation.NEWCOMERS["popular"]:
             counts = np.full(len(newcomers.users), popular)
             lists, prior_at = newcomer_lists.candidate_lists(
                 two_stage, popularity, newcomers.given, profile, newcomers.context + 1, counts
             )
             ranker_scores = two_stage.scorer(lists, two_stage.movies)
-            for weight in config.NEWCOMERS["weights"]:
-                for retrieval in config.NEWCOMERS["retrieval_weights"]:
+            for weight in config_evaluation.NEWCOMERS["weights"]:
+                for retrieval in config_evaluation.NEWCOMERS["retrieval_weights"]:
                     key = setting_key(popular, weight, retrieval)
                     blended = newcomer_lists.blended(ranker_scores, prior_at, weight, lists.scores, retrieval)
                     tops[key] = newcomer_lists.best(lists, blended, n)[0]
@@ -188,8 +189,8 @@ def curve(
     table: dict[int, dict],
     n: int,
 ) -> dict[str, dict]:
-    """{k: {scorer: metrics}} on the newcomers of `liked` for each k of config.NEWCOMERS["given"]."""
-    given, most = config.NEWCOMERS["given"], max(config.NEWCOMERS["given"])
+    """{k: {scorer: metrics}} on the newcomers of `liked` for each k of config_evaluation.NEWCOMERS["given"]."""
+    given, most = config_evaluation.NEWCOMERS["given"], max(config_evaluation.NEWCOMERS["given"])
     name = config.model_name(config.DEFAULT_ARCHITECTURE)
     out = {}
     for k in given:
@@ -223,7 +224,7 @@ def trained_with(data: Processed, train: pd.DataFrame) -> dict:
     return {
         "ranker": dataclasses.asdict(config.MODELS[config.model_name(config.DEFAULT_ARCHITECTURE)]),
         "retrieval": retriever.settings(len(data.movies)),
-        "held_out": {name: config.NEWCOMERS[name] for name in ("test_share", "validation_share", "seed")},
+        "held_out": {name: config_evaluation.NEWCOMERS[name] for name in ("test_share", "validation_share", "seed")},
         "training_rows": len(train),
         "users": len(data.users),
     }
@@ -276,7 +277,7 @@ def evaluate_newcomers(data: Processed, models_dir: Path, n: int = config.TOP_N,
     chosen, validation = choose_lists(two_stage, data, liked_in_order(data, validation_users), popularity, n, echo)
     served = {int(k): dict(entry) for k, entry in config.NEWCOMER_LISTS.items()}
     return {
-        "given": list(config.NEWCOMERS["given"]),
+        "given": list(config_evaluation.NEWCOMERS["given"]),
         "test_users": len(test_users),
         "validation_users": len(validation_users),
         "training_rows": len(train),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline import config, manifests
+from pipeline import config, config_evaluation, manifests
 from pipeline.data import synth
 from pipeline.evaluation import metrics_files, plots, report_sections
 from pipeline.evaluation.metrics import PROTOCOLS
@@ -40,7 +40,7 @@ def reference_table(results: dict) -> str:
         "| model | NDCG@10 ours | NDCG@10 reference | diff | Hit Rate@10 ours | Hit Rate@10 reference | diff |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for model, published in config.REFERENCE_TABLE.items():
+    for model, published in config_evaluation.REFERENCE_TABLE.items():
         if model not in results["models"]:
             continue
         ours = results["models"][model]["reference_protocol"]
@@ -83,8 +83,8 @@ def verdict(met: bool) -> str:
 
 
 def targets(results: dict) -> list[str]:
-    """The targets (config.GOALS), each stated with the measured numbers and met or not."""
-    goals = config.GOALS
+    """The targets (config_evaluation.GOALS), each stated with the measured numbers and met or not."""
+    goals = config_evaluation.GOALS
     lines = []
     for split, part in splits_of(results):
         against = retrieval_baseline(part)
@@ -309,7 +309,7 @@ def build_report(artifacts: Path, models_dir: Path | None = None, processed_dir:
         "",
     ]
     # The published table is of MovieLens 1M: nothing to hold a synthetic run or a run without them against.
-    if not synthetic and any(name in first["models"] for name in config.REFERENCE_TABLE):
+    if not synthetic and any(name in first["models"] for name in config_evaluation.REFERENCE_TABLE):
         lines += [
             "## Against the original project's published table (reference protocol)",
             "",

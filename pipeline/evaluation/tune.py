@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from pipeline import config, manifests, quiet_imports
+from pipeline import config, config_evaluation, manifests, quiet_imports
 from pipeline.config import TrainConfig
 from pipeline.data.processed import Processed, load_processed
 from pipeline.data.splits import split_temporal
@@ -35,7 +35,7 @@ from pipeline.training import ranker
 from pipeline.training.sampling import epoch_rows
 from pipeline.training.train import fit_arguments
 
-VALIDATION_SHARE = config.TUNE["validation_share"]
+VALIDATION_SHARE = config_evaluation.TUNE["validation_share"]
 # How validation rows are carved from a split's training rows, mirroring the two test splits:
 #   random    a random 10 % of the random split's training rows;
 #   temporal  each user's latest 10 % of the temporal split's training rows.
@@ -49,7 +49,7 @@ class Candidate:
 
     carve: str
     cfg: TrainConfig
-    users: int = config.TUNE["users"]
+    users: int = config_evaluation.TUNE["users"]
 
     @property
     def part(self) -> str:

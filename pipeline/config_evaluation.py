@@ -15,6 +15,7 @@ REFERENCE_TABLE = {
     "autoint_mlp": {"ndcg@10": 0.66196, "hit_rate@10": 0.63058},
 }
 REPRO_TOLERANCE = 0.005
+
 # --- New people (make newcomers, part of make study: pipeline/evaluation/newcomers.py) ----------------------
 NEWCOMERS = {
     "test_share": 0.1,  # users held out of all training, on whom the newcomer curve is reported

@@ -9,6 +9,20 @@ from pipeline import config_scale
 from pipeline.evaluation.plots import pyplot, save
 
 
+def synthetic_axis(axis, title: str) -> None:
+    """A panel over SYNTHETIC sizes: ratings in millions on a log scale."""
+    axis.set_xscale("log")
+    axis.set_xlabel("SYNTHETIC ratings (millions)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+
+
+def finish(figure, title: str, path: Path) -> None:
+    figure.suptitle(f"{title} on SYNTHETIC MovieLens-format data (2 cores, shared machine)")
+    figure.tight_layout()
+    save(figure, path)
+
+
 def training_at_scale(bench: dict, path: Path) -> None:
     """make bench-train's plot: rows/s and peak RSS per process by SYNTHETIC size, 1 and 2 workers."""
     plt = pyplot()
@@ -34,15 +48,10 @@ def training_at_scale(bench: dict, path: Path) -> None:
     )
     speed.set_yscale("log")
     for axis, title in ((speed, "rows/s (one epoch, streamed)"), (memory, "peak RSS per process (GiB)")):
-        axis.set_xscale("log")
-        axis.set_xlabel("SYNTHETIC ratings (millions)")
-        axis.set_title(title)
+        synthetic_axis(axis, title)
         axis.legend()
-        axis.grid(alpha=0.3)
     memory.set_ylim(bottom=0)
-    figure.suptitle("Training at scale on SYNTHETIC MovieLens-format data (2 cores, shared machine)")
-    figure.tight_layout()
-    save(figure, path)
+    finish(figure, "Training at scale", path)
 
 
 def stages_at_scale(bench: dict, stages: tuple[str, ...], path: Path) -> None:
@@ -61,13 +70,8 @@ def stages_at_scale(bench: dict, stages: tuple[str, ...], path: Path) -> None:
         memory.plot([m for m, _ in points], rss, marker="o", label=stage)
     memory.axhline(config_scale.SCALE["peak_rss_target_gib"], color="grey", linestyle="--", label="target")
     for axis, title in ((clock, "wall time per stage (minutes)"), (memory, "peak RSS per stage process (GiB)")):
-        axis.set_xscale("log")
-        axis.set_xlabel("SYNTHETIC ratings (millions)")
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
+        synthetic_axis(axis, title)
     clock.set_yscale("log")
     memory.set_ylim(bottom=0)
     memory.legend(fontsize=7)
-    figure.suptitle("The product path at scale on SYNTHETIC MovieLens-format data (2 cores, shared machine)")
-    figure.tight_layout()
-    save(figure, path)
+    finish(figure, "The product path at scale", path)

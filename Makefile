@@ -2,7 +2,7 @@
 # `make all` redoes nothing that is up to date. Needs GNU make 4.3 or newer (grouped targets).
 #   make all         the product: install, download, preprocess, retrieval, the rankers' candidate lists, the
 #                    reference and default models, their evaluation, the report, and user 3's recommendations
-#   make test        the test suite (generated data, no network); make test-slow: the multi-process tests
+#   make test        the test suite (generated data, no network); make test-slow: multi-process runs, the study rankers
 #   make study       everything else: tuned and sampled-negative models, the temporal split, the other rankers,
 #                    the newcomer curve (make newcomers)
 #   make recommend USER=3 [ARCHITECTURE=autoint|autoint_mlp|both MODE=two_stage|reference YEAR=2001 MONTH=5 N=10]
@@ -222,8 +222,8 @@ tune: $(ENCODERS)
 	$(PY) -m pipeline tune $(foreach i,$(ONLY),--only $(i))
 
 # Two pytest workers (pytest-xdist), one test file each at a time, so module fixtures are built once. The tests
-# marked slow (each starts TensorFlow in several new processes: two-worker training, make bench's cold starts) are
-# make test-slow's; CI runs both (docs/tests.md).
+# marked slow (two-worker training and make bench's cold starts, each starting TensorFlow in several new processes,
+# and the study's eleven other rankers) are make test-slow's; CI runs both (docs/tests.md).
 test: $(DEPS)
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 test-slow: $(DEPS)

@@ -42,7 +42,6 @@ def small_config(name: str, split: str = "random", **changes) -> config.TrainCon
 # pytest_collection_modifyitems.
 SLOW_FILES = (
     "test_distributed.py",
-    "test_architectures.py",
     "test_tune.py",
     "test_train.py",
     "test_recommend.py",
